@@ -1,0 +1,324 @@
+//! The gate every submission passes (DESIGN §4): envelope structure, key
+//! status and signatures, then CAP parsing, sender, status, event codes,
+//! area, jurisdiction and co-signing, issuing standard, replay window and the
+//! authority's rate. Pure: bytes and a clock in, a `VerifiedAlert` or a
+//! `Rejection` out; nothing here touches the journal, so a rejection changes
+//! nothing. Duplicate and reference checks need the journal and live in
+//! `ingest::pipeline`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use sha2::Digest;
+
+use crate::alert::cap::{self, Alert, CapLimits, Info, MsgType};
+use crate::alert::envelope::Envelope;
+use crate::authority::registry::Registry;
+use crate::config::{PolicySettings, StandardSettings};
+use crate::reject::{RejectCode, Rejection};
+use crate::target::area::Region;
+use crate::target::geocode::GeocodeTable;
+
+/// An alert that passed every check; only `Verifier::verify` builds one.
+#[derive(Debug, Clone)]
+pub struct VerifiedAlert {
+    /// The envelope exactly as received.
+    pub envelope: Arc<[u8]>,
+    /// SHA-256 of the envelope (duplicate detection).
+    pub digest: [u8; 32],
+    pub alert: Alert,
+    /// `sender,identifier,sent`.
+    pub alert_id: String,
+    /// Id of the signing authority.
+    pub authority: String,
+    /// Union of every info block's areas (None only for a Cancel without area).
+    pub region: Option<Region>,
+    _sealed: (),
+}
+
+/// Compiled issuing standard of one event code.
+#[derive(Debug, Clone)]
+struct Standard {
+    require: Vec<String>,
+    max_expires: Option<Duration>,
+}
+
+/// Verifies submissions against the registry and policy.
+pub struct Verifier {
+    registry: Arc<Registry>,
+    geocodes: Arc<GeocodeTable>,
+    standards: HashMap<String, Standard>,
+    limits: CapLimits,
+    policy: PolicySettings,
+    max_envelope_bytes: usize,
+}
+
+fn reject(code: RejectCode, msg: impl Into<String>) -> Rejection {
+    Rejection::new(code, msg)
+}
+
+/// Field names a standard may require.
+pub const STANDARD_FIELDS: [&str; 8] = [
+    "headline",
+    "description",
+    "instruction",
+    "contact",
+    "web",
+    "expires",
+    "area",
+    "resource",
+];
+
+fn has_field(info: &Info, field: &str) -> bool {
+    let nonempty = |s: &Option<String>| s.as_deref().is_some_and(|t| !t.trim().is_empty());
+    match field {
+        "headline" => nonempty(&info.headline),
+        "description" => nonempty(&info.description),
+        "instruction" => nonempty(&info.instruction),
+        "contact" => nonempty(&info.contact),
+        "web" => nonempty(&info.web),
+        "expires" => info.expires.is_some(),
+        "area" => info.areas.iter().any(|a| !a.is_empty()),
+        "resource" => !info.resources.is_empty(),
+        _ => false,
+    }
+}
+
+impl Verifier {
+    /// Build a verifier; fails when a standard names an unknown field.
+    pub fn new(
+        registry: Arc<Registry>,
+        geocodes: Arc<GeocodeTable>,
+        standards: &[StandardSettings],
+        policy: PolicySettings,
+        max_envelope_bytes: usize,
+    ) -> Result<Self, String> {
+        let mut map = HashMap::new();
+        for s in standards {
+            for f in &s.require {
+                if !STANDARD_FIELDS.contains(&f.as_str()) {
+                    return Err(format!(
+                        "standard {:?}: unknown field {f:?} (known: {})",
+                        s.event_code,
+                        STANDARD_FIELDS.join(", ")
+                    ));
+                }
+            }
+            map.insert(
+                s.event_code.clone(),
+                Standard {
+                    require: s.require.clone(),
+                    max_expires: s.max_expires_hours.map(Duration::hours),
+                },
+            );
+        }
+        let limits = CapLimits {
+            max_bytes: max_envelope_bytes,
+            ..CapLimits::default()
+        };
+        Ok(Self {
+            registry,
+            geocodes,
+            standards: map,
+            limits,
+            policy,
+            max_envelope_bytes,
+        })
+    }
+
+    /// The geocode table areas resolve against.
+    pub fn geocodes(&self) -> &Arc<GeocodeTable> {
+        &self.geocodes
+    }
+
+    /// Run every stateless check on one submission.
+    pub fn verify(&self, bytes: &[u8], now: DateTime<Utc>) -> Result<VerifiedAlert, Rejection> {
+        if bytes.len() > self.max_envelope_bytes {
+            return Err(reject(
+                RejectCode::EnvelopeTooLarge,
+                format!("envelope exceeds {} bytes", self.max_envelope_bytes),
+            ));
+        }
+        let env = Envelope::decode(bytes)
+            .map_err(|e| reject(RejectCode::EnvelopeMalformed, e.to_string()))?;
+
+        // Keys and signatures: every signature must verify.
+        let mut signers = Vec::with_capacity(env.signers().len());
+        for s in env.signers() {
+            let key = self.registry.key(&s.kid).ok_or_else(|| {
+                reject(
+                    RejectCode::KeyUnknown,
+                    format!("no authority has kid {:?}", s.kid),
+                )
+            })?;
+            if key.revoked {
+                return Err(reject(
+                    RejectCode::KeyRevoked,
+                    format!("kid {:?} is revoked", s.kid),
+                ));
+            }
+            if key.not_after.is_some_and(|t| now > t) {
+                return Err(reject(
+                    RejectCode::KeyExpired,
+                    format!("kid {:?} expired", s.kid),
+                ));
+            }
+            if key.not_before.is_some_and(|t| now < t) {
+                return Err(reject(
+                    RejectCode::KeyNotYetValid,
+                    format!("kid {:?} is not valid yet", s.kid),
+                ));
+            }
+            if !env.verify(s, &key.key) {
+                return Err(reject(
+                    RejectCode::SignatureInvalid,
+                    format!("signature by kid {:?} does not verify", s.kid),
+                ));
+            }
+            signers.push(key.authority);
+        }
+        let primary = self.registry.authority(signers[0]);
+        let cosigned = signers[1..]
+            .iter()
+            .any(|&i| primary.cosigners.contains(&self.registry.authority(i).id));
+
+        // Rate: after authentication, so nobody can drain another's budget.
+        if !primary.rate.try_take(1) {
+            return Err(reject(
+                RejectCode::RateLimited,
+                format!("authority {} exceeded its rate", primary.id),
+            ));
+        }
+
+        let alert = cap::parse(env.payload(), &self.limits).map_err(|e| {
+            let code = RejectCode::from_wire(e.code()).unwrap_or(RejectCode::CapInvalid);
+            reject(code, e.to_string())
+        })?;
+
+        if !primary.senders.is_empty() && !primary.senders.contains(&alert.sender) {
+            return Err(reject(
+                RejectCode::SenderMismatch,
+                format!("authority {} may not use this sender", primary.id),
+            ));
+        }
+        if !primary.statuses.contains(&alert.status) {
+            return Err(reject(
+                RejectCode::StatusNotAllowed,
+                format!(
+                    "authority {} may not issue status {:?}",
+                    primary.id, alert.status
+                ),
+            ));
+        }
+
+        // Replay window on `sent`.
+        let sent = alert.sent.with_timezone(&Utc);
+        if sent < now - Duration::seconds(self.policy.replay_window_secs) {
+            return Err(reject(
+                RejectCode::SentOutOfWindow,
+                format!(
+                    "sent is older than the replay window of {} s",
+                    self.policy.replay_window_secs
+                ),
+            ));
+        }
+        if sent > now + Duration::seconds(self.policy.future_skew_secs) {
+            return Err(reject(
+                RejectCode::SentOutOfWindow,
+                "sent is in the future beyond the allowed clock skew",
+            ));
+        }
+
+        // Area, jurisdiction, co-signing.
+        let areas: Vec<_> = alert
+            .infos
+            .iter()
+            .flat_map(|i| i.areas.iter().cloned())
+            .collect();
+        let region = if areas.iter().all(|a| a.is_empty()) {
+            if alert.msg_type == MsgType::Cancel {
+                None
+            } else {
+                return Err(reject(
+                    RejectCode::AreaEmpty,
+                    "no polygon, circle or geocode",
+                ));
+            }
+        } else {
+            let nonempty: Vec<_> = areas.into_iter().filter(|a| !a.is_empty()).collect();
+            let r = Region::from_areas(&nonempty, &self.geocodes).map_err(|e| {
+                let code = RejectCode::from_wire(e.code()).unwrap_or(RejectCode::AreaEmpty);
+                reject(code, e.to_string())
+            })?;
+            if !cosigned && !primary.jurisdiction.contains_region(&r) {
+                return Err(reject(
+                    RejectCode::OutsideJurisdiction,
+                    format!("area is outside the jurisdiction of {}", primary.id),
+                ));
+            }
+            if let Some(max) = primary.max_area_km2 {
+                if !cosigned && r.approx_area_km2() > max {
+                    return Err(reject(
+                        RejectCode::CosignRequired,
+                        format!("areas over {max} km² need a co-signature"),
+                    ));
+                }
+            }
+            Some(r)
+        };
+
+        // Events and issuing standards, per info block.
+        for info in &alert.infos {
+            let codes: Vec<&str> = info.event_codes.iter().map(|v| v.value.as_str()).collect();
+            if !codes.iter().any(|c| primary.events.contains(*c)) {
+                return Err(reject(
+                    RejectCode::EventNotAllowed,
+                    format!(
+                        "authority {} may not issue event {:?}",
+                        primary.id,
+                        codes.first().copied().unwrap_or("(no eventCode)")
+                    ),
+                ));
+            }
+            // Issuing standards govern what goes out; a Cancel only ends it.
+            if alert.msg_type == MsgType::Cancel {
+                continue;
+            }
+            for c in &codes {
+                if let Some(std) = self.standards.get(*c) {
+                    for f in &std.require {
+                        if !has_field(info, f) {
+                            return Err(reject(
+                                RejectCode::StandardNotMet,
+                                format!("event {c} requires {f} in every info block"),
+                            ));
+                        }
+                    }
+                    if let (Some(max), Some(exp)) = (std.max_expires, info.expires) {
+                        if exp.with_timezone(&Utc) > sent + max {
+                            return Err(reject(
+                                RejectCode::StandardNotMet,
+                                format!(
+                                    "event {c}: expires must be within {} h of sent",
+                                    max.num_hours()
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+
+        let digest: [u8; 32] = sha2::Sha256::digest(bytes).into();
+        Ok(VerifiedAlert {
+            envelope: Arc::from(bytes),
+            digest,
+            alert_id: alert.alert_id(),
+            authority: primary.id.clone(),
+            alert,
+            region,
+            _sealed: (),
+        })
+    }
+}

@@ -1,0 +1,392 @@
+//! Typed settings: a `config/tocsin.toml` file overlaid with `TOCSIN__SECTION__KEY`
+//! environment variables (config crate). Every struct denies unknown keys so a
+//! typo is an error naming the key; defaults live here and nowhere else.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+/// The whole configuration tree.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub node: NodeSettings,
+    pub ingest: IngestSettings,
+    pub admin: AdminSettings,
+    pub policy: PolicySettings,
+    pub dispatch: DispatchSettings,
+    pub channels: ChannelSettings,
+    pub authorities: Vec<AuthoritySettings>,
+    pub standards: Vec<StandardSettings>,
+    pub partners: Vec<PartnerSettings>,
+}
+
+/// Process-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSettings {
+    /// Directory for the journal and dev-mode material (`/var/lib/tocsin` under systemd).
+    pub state_dir: PathBuf,
+    /// Dev mode: self-signed TLS and a dev authority key are created under `state_dir/dev`.
+    pub dev_mode: bool,
+    /// Geocode table (TOML); the embedded table when unset.
+    pub geocodes: Option<PathBuf>,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("var"),
+            dev_mode: false,
+            geocodes: None,
+        }
+    }
+}
+
+/// The QUIC ingest listener (DESIGN §3).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSettings {
+    pub listen: SocketAddr,
+    pub max_envelope_bytes: usize,
+    /// PEM certificate chain and key; dev mode creates them when unset.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// When set, clients must present a certificate issued by this CA (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+    pub max_concurrent_streams: u32,
+    /// A stream must deliver its envelope within this time.
+    pub read_timeout_ms: u64,
+    /// Alerts per group commit at most.
+    pub commit_batch: usize,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            max_envelope_bytes: 1 << 20,
+            cert: None,
+            key: None,
+            client_ca: None,
+            max_concurrent_streams: 256,
+            read_timeout_ms: 10_000,
+            commit_batch: 256,
+        }
+    }
+}
+
+/// The admin HTTP server: metrics, health, alert progress, public feed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    /// Base URL used in links of the Atom feed.
+    pub public_url: String,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            public_url: "http://127.0.0.1:9464".into(),
+        }
+    }
+}
+
+/// Replay and sanity windows applied to every alert.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySettings {
+    /// `sent` may be at most this old.
+    pub replay_window_secs: i64,
+    /// `sent` may be at most this far in the future (clock skew).
+    pub future_skew_secs: i64,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            replay_window_secs: 3600,
+            future_skew_secs: 300,
+        }
+    }
+}
+
+/// Dispatcher tuning (DESIGN §6).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchSettings {
+    /// Deliveries handed to a channel at once.
+    pub batch_size: usize,
+    /// Batches of one job in flight at once.
+    pub max_in_flight_batches: usize,
+    /// Cursors are committed at least this often.
+    pub cursor_commit_ms: u64,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub max_attempts: u32,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 512,
+            max_in_flight_batches: 4,
+            cursor_commit_ms: 100,
+            retry_base_ms: 500,
+            retry_max_ms: 60_000,
+            max_attempts: 10,
+        }
+    }
+}
+
+/// Per-channel settings; one field per channel kind.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelSettings {
+    pub feed: FeedSettings,
+}
+
+/// The partner-feed channel: HTTP POST of the signed envelope.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedSettings {
+    pub enabled: bool,
+    /// Requests in flight at once over all partners.
+    pub concurrency: usize,
+    /// Token-bucket rate (requests/s) and burst.
+    pub rate_per_sec: f64,
+    pub burst: u32,
+    pub timeout_ms: u64,
+    /// Extra CA certificate (PEM) trusted for partner HTTPS endpoints.
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            concurrency: 64,
+            rate_per_sec: 1000.0,
+            burst: 100,
+            timeout_ms: 10_000,
+            ca: None,
+        }
+    }
+}
+
+/// An area in config: geocodes (`"CN-GB2260:440000"`), polygons and circles.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AreaSettings {
+    /// Covers the whole globe (a partner that takes every alert).
+    pub everywhere: bool,
+    pub geocodes: Vec<String>,
+    /// Rings of `[lat, lon]`, closed.
+    pub polygons: Vec<Vec<[f64; 2]>>,
+    pub circles: Vec<CircleSettings>,
+}
+
+/// A circle in config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircleSettings {
+    pub lat: f64,
+    pub lon: f64,
+    pub radius_km: f64,
+}
+
+/// An issuing authority (DESIGN §4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthoritySettings {
+    pub id: String,
+    pub name: String,
+    /// CAP `sender` values this authority may use; empty = any.
+    #[serde(default)]
+    pub senders: Vec<String>,
+    pub keys: Vec<KeySettings>,
+    pub jurisdiction: AreaSettings,
+    /// Event codes (CAP eventCode values, e.g. SAME `CAE`) it may issue.
+    pub events: Vec<String>,
+    /// CAP statuses it may issue (Actual, Exercise, Test, System, Draft).
+    #[serde(default = "default_statuses")]
+    pub statuses: Vec<String>,
+    /// Submissions per minute.
+    #[serde(default = "default_rate")]
+    pub rate_per_minute: u32,
+    /// Authorities whose co-signature lifts the jurisdiction and size limits.
+    #[serde(default)]
+    pub cosigners: Vec<String>,
+    /// Areas larger than this need a co-signature.
+    #[serde(default)]
+    pub max_area_km2: Option<f64>,
+}
+
+fn default_statuses() -> Vec<String> {
+    vec!["Actual".into(), "Exercise".into(), "Test".into()]
+}
+
+fn default_rate() -> u32 {
+    60
+}
+
+/// One Ed25519 public key of an authority.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySettings {
+    pub kid: String,
+    /// Base64 of the 32-byte public key, or …
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// … a PEM (SPKI) file holding it.
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub not_before: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub not_after: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// The issuing standard of one event code.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandardSettings {
+    pub event_code: String,
+    /// Fields every info block must carry: headline, description, instruction,
+    /// contact, web, expires, area, resource.
+    #[serde(default)]
+    pub require: Vec<String>,
+    /// `expires` at most this many hours after `sent`.
+    #[serde(default)]
+    pub max_expires_hours: Option<i64>,
+}
+
+/// A partner that receives the signed envelope by HTTP POST.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerSettings {
+    pub name: String,
+    pub endpoint: String,
+    /// HMAC-SHA256 key for the `Tocsin-Signature` header, or …
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// … a file holding it.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    pub coverage: AreaSettings,
+    /// Receives Test and Exercise alerts too.
+    #[serde(default)]
+    pub tests: bool,
+}
+
+/// Errors loading settings.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Load `path` (TOML) and overlay `TOCSIN__SECTION__KEY` variables.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let c = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(env_source())
+            .build()?;
+        let s: Settings = c.try_deserialize()?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Parse settings from TOML text (and environment), for tests and the demo.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let c = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .add_source(env_source())
+            .build()?;
+        let s: Settings = c.try_deserialize()?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks the type system cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.ingest.max_envelope_bytes < 1024 || self.ingest.max_envelope_bytes > 16 << 20 {
+            return bad("ingest.max_envelope_bytes must be within 1 KiB..16 MiB".into());
+        }
+        if self.dispatch.batch_size == 0 || self.dispatch.max_in_flight_batches == 0 {
+            return bad("dispatch.batch_size and max_in_flight_batches must be > 0".into());
+        }
+        if self.ingest.commit_batch == 0 {
+            return bad("ingest.commit_batch must be > 0".into());
+        }
+        if !(self.channels.feed.rate_per_sec > 0.0) || self.channels.feed.concurrency == 0 {
+            return bad("channels.feed.rate_per_sec and concurrency must be > 0".into());
+        }
+        let mut ids = std::collections::HashSet::new();
+        for a in &self.authorities {
+            if !ids.insert(a.id.as_str()) {
+                return bad(format!("authority id {:?} appears twice", a.id));
+            }
+            for k in &a.keys {
+                if k.public_key.is_some() == k.public_key_file.is_some() {
+                    return bad(format!(
+                        "authority {:?} key {:?}: set exactly one of public_key, public_key_file",
+                        a.id, k.kid
+                    ));
+                }
+            }
+        }
+        for p in &self.partners {
+            if p.secret.is_some() == p.secret_file.is_some() {
+                return bad(format!(
+                    "partner {:?}: set exactly one of secret, secret_file",
+                    p.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn env_source() -> config::Environment {
+    config::Environment::with_prefix("TOCSIN")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_from_empty() {
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.ingest.listen.port(), 4433);
+        assert_eq!(s.admin.listen.port(), 9464);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Settings::from_toml("[ingest]\nlisten_port = 1\n").unwrap_err();
+        assert!(e.to_string().contains("listen_port"), "{e}");
+    }
+
+    #[test]
+    fn shipped_configs_parse() {
+        for f in ["config/tocsin.toml", "config/production.example.toml"] {
+            let text = std::fs::read_to_string(f).unwrap();
+            Settings::from_toml(&text).unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+}

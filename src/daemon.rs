@@ -1,0 +1,337 @@
+//! Wiring: builds every stage from `Settings` and runs them: journal, geocodes,
+//! authorities, audience, channels, dispatcher, pipeline, the QUIC ingest and
+//! the admin HTTP server. Tests and the demo start it in-process on port 0;
+//! `tocsin serve` starts it and waits for a signal. Signals systemd READY
+//! once both listeners are bound and live alerts have resumed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::alert::envelope::key_id_for;
+use crate::authority::{Coverage, Registry, Verifier};
+use crate::channel::feed::FeedChannel;
+use crate::channel::Channel;
+use crate::config::{AuthoritySettings, KeySettings, Settings};
+use crate::dispatch::{ChannelLimits, Dispatcher, Partner};
+use crate::http::{router, AdminState};
+use crate::ingest::quic::{self, IngestLimits};
+use crate::ingest::Pipeline;
+use crate::journal::{GroupCommitter, Journal};
+use crate::metrics::Metrics;
+use crate::subscribers::Audience;
+use crate::target::geocode::GeocodeTable;
+
+/// Start-up failures (each names what to fix).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Quic(#[from] quic::QuicError),
+    #[error(transparent)]
+    Dev(#[from] crate::dev::DevError),
+    #[error(transparent)]
+    Registry(#[from] crate::authority::RegistryError),
+    #[error("admin listener {addr}: {source}")]
+    Admin {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the embedding code adds to a daemon (the demo's stand-in channels,
+/// a prebuilt audience).
+#[derive(Default)]
+pub struct Extras {
+    pub channels: Vec<(Arc<dyn Channel>, ChannelLimits)>,
+    pub audience: Option<Arc<Audience>>,
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pub ingest_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub pipeline: Arc<Pipeline>,
+    pub metrics: Metrics,
+    /// Dev-mode files, when dev mode is on.
+    pub dev: Option<crate::dev::DevFiles>,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn dev_authority(files: &crate::dev::DevFiles) -> Result<AuthoritySettings, DaemonError> {
+    let k = crate::dev::read_signing_key(&files.authority_key)?;
+    Ok(AuthoritySettings {
+        id: "dev".into(),
+        name: "Development authority (dev mode only)".into(),
+        senders: vec![],
+        keys: vec![KeySettings {
+            kid: key_id_for(&k.verifying_key()),
+            public_key: None,
+            public_key_file: Some(files.authority_pub.clone()),
+            not_before: None,
+            not_after: None,
+            revoked: false,
+        }],
+        jurisdiction: crate::config::AreaSettings {
+            everywhere: true,
+            ..Default::default()
+        },
+        events: vec!["CAE".into(), "MCA".into(), "CDW".into(), "EVI".into()],
+        statuses: vec![
+            "Actual".into(),
+            "Exercise".into(),
+            "Test".into(),
+            "System".into(),
+        ],
+        rate_per_minute: 600,
+        cosigners: vec![],
+        max_area_km2: None,
+    })
+}
+
+fn partners(settings: &Settings, geocodes: &GeocodeTable) -> Result<Vec<Partner>, DaemonError> {
+    let mut out = Vec::with_capacity(settings.partners.len());
+    for p in &settings.partners {
+        let secret = match (&p.secret, &p.secret_file) {
+            (Some(s), _) => s.as_bytes().to_vec(),
+            (None, Some(f)) => std::fs::read(f)
+                .map_err(|e| {
+                    DaemonError::Config(format!("partner {:?}: {}: {e}", p.name, f.display()))
+                })?
+                .trim_ascii()
+                .to_vec(),
+            (None, None) => {
+                return Err(DaemonError::Config(format!(
+                    "partner {:?}: no secret",
+                    p.name
+                )))
+            }
+        };
+        out.push(Partner {
+            name: p.name.clone(),
+            endpoint: p.endpoint.clone(),
+            secret,
+            coverage: Coverage::from_settings(
+                &p.coverage,
+                geocodes,
+                &format!("partner {}", p.name),
+            )?,
+            tests: p.tests,
+        });
+    }
+    Ok(out)
+}
+
+impl Daemon {
+    /// Build and start everything.
+    pub async fn start(mut settings: Settings, extras: Extras) -> Result<Self, DaemonError> {
+        let metrics = Metrics::new();
+        let state_dir = settings.node.state_dir.clone();
+        let mut dev = None;
+        if settings.node.dev_mode {
+            let files = crate::dev::ensure(&state_dir)?;
+            tracing::warn!(
+                "DEV MODE IS ON: self-signed TLS and a dev authority that may alert ANYWHERE ({}). \
+                 Never run dev mode in production.",
+                files.authority_key.display()
+            );
+            if settings.ingest.cert.is_none() {
+                settings.ingest.cert = Some(files.cert.clone());
+                settings.ingest.key = Some(files.key.clone());
+            }
+            settings.authorities.push(dev_authority(&files)?);
+            dev = Some(files);
+        }
+        let (Some(cert), Some(key)) = (&settings.ingest.cert, &settings.ingest.key) else {
+            return Err(DaemonError::Config(
+                "ingest.cert and ingest.key are required unless node.dev_mode = true".into(),
+            ));
+        };
+        let certs = crate::tls::load_certs(cert)?;
+        let key = crate::tls::load_key(key)?;
+        let client_ca = match &settings.ingest.client_ca {
+            Some(p) => Some(crate::tls::load_certs(p)?),
+            None => None,
+        };
+        let tls = crate::tls::server_config(certs, key, client_ca)?;
+
+        let geocodes = Arc::new(match &settings.node.geocodes {
+            Some(p) => GeocodeTable::load(p)
+                .map_err(|e| DaemonError::Config(format!("{}: {e}", p.display())))?,
+            None => GeocodeTable::embedded(),
+        });
+        let base = PathBuf::from(".");
+        let registry = Arc::new(Registry::from_settings(
+            &settings.authorities,
+            &geocodes,
+            &base,
+        )?);
+        let verifier = Verifier::new(
+            registry,
+            geocodes.clone(),
+            &settings.standards,
+            settings.policy.clone(),
+            settings.ingest.max_envelope_bytes,
+        )
+        .map_err(DaemonError::Config)?;
+
+        let journal = Arc::new(Journal::open(&state_dir)?);
+        let audience = match extras.audience {
+            Some(a) => a,
+            None => {
+                let j = journal.clone();
+                let a = tokio::task::spawn_blocking(move || Audience::load(&j))
+                    .await
+                    .map_err(|e| DaemonError::Config(e.to_string()))??;
+                tracing::info!(subscribers = a.len(), "audience index built");
+                Arc::new(a)
+            }
+        };
+        let partners = Arc::new(partners(&settings, &geocodes)?);
+        let mut channels: Vec<(Arc<dyn Channel>, ChannelLimits)> = Vec::new();
+        let f = &settings.channels.feed;
+        if f.enabled {
+            let ca = match &f.ca {
+                Some(p) => Some(
+                    std::fs::read(p)
+                        .map_err(|e| DaemonError::Config(format!("{}: {e}", p.display())))?,
+                ),
+                None => None,
+            };
+            let feed = FeedChannel::new(
+                partners.clone(),
+                Duration::from_millis(f.timeout_ms),
+                f.concurrency,
+                ca.as_deref(),
+            )
+            .map_err(|e| DaemonError::Config(e.to_string()))?;
+            channels.push((
+                Arc::new(feed),
+                ChannelLimits {
+                    concurrency: f.concurrency,
+                    rate_per_sec: f.rate_per_sec,
+                    burst: f.burst,
+                },
+            ));
+        }
+        channels.extend(extras.channels);
+        let dispatcher = Dispatcher::new(
+            channels,
+            partners,
+            audience,
+            journal.clone(),
+            metrics.clone(),
+            settings.dispatch.clone(),
+        );
+        let committer = GroupCommitter::start(
+            journal.clone(),
+            settings.ingest.commit_batch,
+            metrics.clone(),
+        );
+        let pipeline = Arc::new(Pipeline::new(
+            verifier,
+            committer,
+            dispatcher.clone(),
+            journal.clone(),
+            metrics.clone(),
+        ));
+
+        let limits = IngestLimits {
+            max_envelope_bytes: settings.ingest.max_envelope_bytes,
+            max_concurrent_streams: settings.ingest.max_concurrent_streams,
+            read_timeout: Duration::from_millis(settings.ingest.read_timeout_ms),
+        };
+        let endpoint = quic::bind(settings.ingest.listen, tls, limits)?;
+        let ingest_addr = endpoint
+            .local_addr()
+            .map_err(|e| DaemonError::Config(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(settings.admin.listen)
+            .await
+            .map_err(|source| DaemonError::Admin {
+                addr: settings.admin.listen,
+                source,
+            })?;
+        let admin_addr = listener.local_addr().map_err(|source| DaemonError::Admin {
+            addr: settings.admin.listen,
+            source,
+        })?;
+        let stop = CancellationToken::new();
+        let ready = Arc::new(AtomicBool::new(false));
+        let state = AdminState {
+            metrics: metrics.clone(),
+            journal: journal.clone(),
+            dispatcher: dispatcher.clone(),
+            ready: ready.clone(),
+            public_url: settings.admin.public_url.clone(),
+        };
+        let mut tasks = Vec::new();
+        let s2 = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, router(state))
+                .with_graceful_shutdown(async move { s2.cancelled().await })
+                .await;
+        }));
+        tasks.push(tokio::spawn(quic::serve(
+            endpoint,
+            pipeline.clone(),
+            limits,
+            metrics.clone(),
+            stop.clone(),
+        )));
+        let resumed = pipeline.resume()?;
+        if resumed > 0 {
+            tracing::info!(resumed, "live alerts resumed from the journal");
+        }
+        ready.store(true, Ordering::Release);
+        tracing::info!(%ingest_addr, %admin_addr, "tocsin ready");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        if let Some(every) = sd_notify::watchdog_enabled() {
+            let s3 = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(every / 2) => {
+                            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                        }
+                        _ = s3.cancelled() => break,
+                    }
+                }
+            }));
+        }
+        Ok(Self {
+            ingest_addr,
+            admin_addr,
+            pipeline,
+            metrics,
+            dev,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The dispatcher (progress of alerts).
+    pub fn dispatcher(&self) -> &Dispatcher {
+        self.pipeline.dispatcher()
+    }
+
+    /// Stop listeners, drain jobs, commit cursors.
+    pub async fn shutdown(self) {
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        self.stop.cancel();
+        self.pipeline.dispatcher().shutdown().await;
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}

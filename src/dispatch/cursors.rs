@@ -1,0 +1,74 @@
+//! Cursor board: jobs publish their low-water cursor here after every
+//! completed batch; one task commits all dirty cursors to the journal in a
+//! single durable transaction every `cursor_commit_ms` (or at once when a job
+//! finishes). A crash therefore repeats at most the deliveries of one commit
+//! interval plus the batches in flight.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::journal::{CursorRecord, Journal};
+
+/// Dirty cursors waiting for the next commit.
+#[derive(Default)]
+pub struct CursorBoard {
+    dirty: Mutex<HashMap<(u64, &'static str), CursorRecord>>,
+    urgent: Notify,
+}
+
+impl CursorBoard {
+    /// Publish a job's cursor; `urgent` asks for a commit now.
+    pub fn publish(&self, seq: u64, channel: &'static str, rec: CursorRecord, urgent: bool) {
+        self.dirty.lock().insert((seq, channel), rec);
+        if urgent {
+            self.urgent.notify_one();
+        }
+    }
+
+    /// Commit everything dirty now.
+    pub fn flush(&self, journal: &Journal) {
+        let items: Vec<_> = self.dirty.lock().drain().collect();
+        if items.is_empty() {
+            return;
+        }
+        let rows: Vec<(u64, &str, CursorRecord)> = items
+            .iter()
+            .map(|((s, c), r)| (*s, *c, r.clone()))
+            .collect();
+        if let Err(e) = journal.save_cursors(&rows) {
+            tracing::error!(error = %e, "cursor commit failed; will retry");
+            let mut d = self.dirty.lock();
+            for (k, v) in items {
+                d.entry(k).or_insert(v);
+            }
+        }
+    }
+
+    /// Run the periodic committer until `stop`, then flush once more.
+    pub fn spawn_committer(
+        self: &Arc<Self>,
+        journal: Arc<Journal>,
+        every: Duration,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let board = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = board.urgent.notified() => {}
+                    _ = stop.cancelled() => break,
+                }
+                let (b, j) = (board.clone(), journal.clone());
+                let _ = tokio::task::spawn_blocking(move || b.flush(&j)).await;
+            }
+            let (b, j) = (board.clone(), journal.clone());
+            let _ = tokio::task::spawn_blocking(move || b.flush(&j)).await;
+        })
+    }
+}

@@ -1,0 +1,123 @@
+//! Planning: an accepted alert's region becomes, per channel, a list of
+//! index ranges (subscribers) or partner indexes. Only `plan` builds a
+//! `Plan`; it allocates per range, never per recipient.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::alert::cap::{MsgType, Status};
+use crate::authority::Coverage;
+use crate::channel::{Channel, Reach, SubscriberKind};
+use crate::subscribers::Audience;
+use crate::target::area::Region;
+use crate::target::audience::Selection;
+
+/// A partner that receives alerts (feeds; later label printers).
+#[derive(Debug, Clone)]
+pub struct Partner {
+    pub name: String,
+    pub endpoint: String,
+    pub secret: Vec<u8>,
+    pub coverage: Coverage,
+    /// Receives Test and Exercise alerts too.
+    pub tests: bool,
+}
+
+/// What one job walks through.
+#[derive(Debug, Clone)]
+pub enum Targets {
+    /// Index ranges of one subscriber kind.
+    Index {
+        kind: SubscriberKind,
+        selection: Selection,
+    },
+    /// Partner indexes, ascending.
+    Partners(Vec<u32>),
+}
+
+impl Targets {
+    /// Planned deliveries.
+    pub fn count(&self) -> u64 {
+        match self {
+            Self::Index { selection, .. } => selection.count() as u64,
+            Self::Partners(p) => p.len() as u64,
+        }
+    }
+}
+
+/// One channel's share of an alert.
+#[derive(Debug, Clone)]
+pub struct JobPlan {
+    pub channel: &'static str,
+    pub targets: Targets,
+}
+
+/// Every job of one alert.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub jobs: Vec<JobPlan>,
+    /// Seconds spent planning.
+    pub seconds: f64,
+}
+
+impl Plan {
+    /// Planned deliveries per channel.
+    pub fn targeted(&self) -> std::collections::BTreeMap<String, u64> {
+        self.jobs
+            .iter()
+            .map(|j| (j.channel.to_string(), j.targets.count()))
+            .collect()
+    }
+
+    /// Planned deliveries over all channels.
+    pub fn total(&self) -> u64 {
+        self.jobs.iter().map(|j| j.targets.count()).sum()
+    }
+}
+
+/// Plan an alert over `channels`. Test/Exercise alerts go only to partners
+/// that opted into tests (subscribers have no test opt-in yet); a Cancel goes
+/// only to partners (feeds carry state), to every partner when it names no area.
+pub fn plan(
+    region: Option<&Region>,
+    status: Status,
+    msg_type: MsgType,
+    audience: &Audience,
+    partners: &[Partner],
+    channels: &[Arc<dyn Channel>],
+) -> Plan {
+    let t0 = Instant::now();
+    let public = status == Status::Actual;
+    let mut jobs = Vec::with_capacity(channels.len());
+    for ch in channels {
+        let targets = match ch.reach() {
+            Reach::Subscribers(kind) => {
+                if !public || msg_type == MsgType::Cancel {
+                    continue;
+                }
+                let Some(r) = region else { continue };
+                Targets::Index {
+                    kind,
+                    selection: audience.channel(kind).select(r),
+                }
+            }
+            Reach::Partners => Targets::Partners(
+                partners
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| public || p.tests)
+                    .filter(|(_, p)| region.is_none_or(|r| p.coverage.intersects(r)))
+                    .map(|(i, _)| i as u32)
+                    .collect(),
+            ),
+        };
+        jobs.push(JobPlan {
+            channel: ch.name(),
+            targets,
+        });
+    }
+    Plan {
+        jobs,
+        seconds: t0.elapsed().as_secs_f64(),
+    }
+}

@@ -1,0 +1,211 @@
+//! From envelope bytes to a receipt: verify (policy), plan (targeting),
+//! journal durably (group commit), then start the fan-out and answer. A
+//! rejection at any step leaves the journal untouched. Also resumes live
+//! alerts from the journal at start.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use crate::alert::cap::{self, Alert, CapLimits};
+use crate::alert::envelope::Envelope;
+use crate::authority::Verifier;
+use crate::channel::AlertContent;
+use crate::dispatch::Dispatcher;
+use crate::ingest::protocol::Receipt;
+use crate::journal::{AlertRecord, CommitOutcome, GroupCommitter, Journal, JournalError, NewAlert};
+use crate::metrics::Metrics;
+use crate::reject::{RejectCode, Rejection};
+use crate::target::area::Region;
+
+/// The ingest pipeline; cheap to share behind an `Arc`.
+pub struct Pipeline {
+    verifier: Verifier,
+    committer: GroupCommitter,
+    dispatcher: Dispatcher,
+    journal: Arc<Journal>,
+    metrics: Metrics,
+}
+
+fn latest_expiry(alert: &Alert) -> Option<DateTime<Utc>> {
+    alert
+        .infos
+        .iter()
+        .filter_map(|i| i.expires.map(|e| e.with_timezone(&Utc)))
+        .max()
+}
+
+impl Pipeline {
+    /// Assemble the pipeline.
+    pub fn new(
+        verifier: Verifier,
+        committer: GroupCommitter,
+        dispatcher: Dispatcher,
+        journal: Arc<Journal>,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            verifier,
+            committer,
+            dispatcher,
+            journal,
+            metrics,
+        }
+    }
+
+    /// The dispatcher (for progress views).
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    /// Handle one submission end to end and return its receipt.
+    pub async fn submit(&self, bytes: &[u8]) -> Receipt {
+        let t0 = Instant::now();
+        let receipt = match self.submit_inner(bytes, t0).await {
+            Ok(r) => r,
+            Err(rej) => {
+                tracing::info!(code = rej.code.as_str(), "submission rejected");
+                self.metrics.alert_result(rej.code.as_str());
+                Receipt::rejected(&rej)
+            }
+        };
+        self.metrics
+            .ingest_seconds
+            .observe(t0.elapsed().as_secs_f64());
+        receipt
+    }
+
+    async fn submit_inner(&self, bytes: &[u8], t0: Instant) -> Result<Receipt, Rejection> {
+        let v = self.verifier.verify(bytes, Utc::now())?;
+        let plan = self
+            .dispatcher
+            .plan(v.region.as_ref(), v.alert.status, v.alert.msg_type);
+        let targeted = plan.targeted();
+        let new = NewAlert {
+            alert_id: v.alert_id.clone(),
+            receipt: ulid::Ulid::new().to_string(),
+            authority: v.authority.clone(),
+            digest: hex::encode(v.digest),
+            envelope: v.envelope.clone(),
+            accepted_at: Utc::now(),
+            expires: latest_expiry(&v.alert),
+            msg_type: v.alert.msg_type,
+            status: format!("{:?}", v.alert.status),
+            references: v.alert.references.iter().map(|r| r.alert_id()).collect(),
+            targeted,
+        };
+        let outcome = self.committer.commit(new).await.map_err(|e| {
+            tracing::error!(error = %e, "journal commit failed");
+            Rejection::new(
+                RejectCode::Internal,
+                "the journal could not store the alert",
+            )
+        })?;
+        match outcome {
+            CommitOutcome::Accepted(rec) => {
+                self.metrics.alert_result("accepted");
+                for &r in &rec.references {
+                    self.dispatcher.cancel(r);
+                }
+                let total = plan.total();
+                tracing::info!(seq = rec.seq, msg_type = %rec.msg_type, targeted = total, "alert accepted");
+                let content = Arc::new(AlertContent {
+                    seq: rec.seq,
+                    alert_id: rec.alert_id.clone(),
+                    receipt: rec.receipt.clone(),
+                    envelope: v.envelope,
+                    expires: rec.expires,
+                    alert: v.alert,
+                    accepted_at: t0,
+                });
+                self.dispatcher.start(content, plan, &BTreeMap::new());
+                Ok(Receipt::Accepted {
+                    id: rec.alert_id,
+                    receipt: rec.receipt,
+                    targeted: total,
+                })
+            }
+            CommitOutcome::Duplicate(rec) => {
+                self.metrics.alert_result("duplicate");
+                Ok(Receipt::Duplicate {
+                    targeted: rec.targeted.values().sum(),
+                    id: rec.alert_id,
+                    receipt: rec.receipt,
+                })
+            }
+            CommitOutcome::Rejected(r) => Err(r),
+        }
+    }
+
+    /// Resume every live alert in the journal from its cursors.
+    pub fn resume(&self) -> Result<usize, JournalError> {
+        let mut n = 0;
+        let mut live: Vec<AlertRecord> = self
+            .journal
+            .alerts(usize::MAX)?
+            .into_iter()
+            .filter(|a| a.state.is_live())
+            .collect();
+        live.sort_by_key(|a| a.seq);
+        for rec in live {
+            let Some(env) = self.journal.envelope(rec.seq)? else {
+                continue;
+            };
+            let (alert, region) = match reparse(&env, self.verifier.geocodes()) {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::error!(seq = rec.seq, error = %e, "journaled alert no longer parses; skipped");
+                    continue;
+                }
+            };
+            let plan = self
+                .dispatcher
+                .plan(region.as_ref(), alert.status, alert.msg_type);
+            let cursors = self.journal.cursors(rec.seq)?;
+            let content = Arc::new(AlertContent {
+                seq: rec.seq,
+                alert_id: rec.alert_id.clone(),
+                receipt: rec.receipt.clone(),
+                envelope: Arc::from(env.as_slice()),
+                expires: rec.expires,
+                alert,
+                accepted_at: Instant::now(),
+            });
+            tracing::info!(seq = rec.seq, "resuming alert from journal");
+            self.dispatcher.start(content, plan, &cursors);
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// Parse a journaled envelope again (no policy: it was verified on entry).
+pub fn reparse(
+    env: &[u8],
+    geocodes: &crate::target::geocode::GeocodeTable,
+) -> Result<(Alert, Option<Region>), String> {
+    let e = Envelope::decode(env).map_err(|e| e.to_string())?;
+    let limits = CapLimits {
+        max_bytes: env.len().max(1),
+        ..CapLimits::default()
+    };
+    let alert = cap::parse(e.payload(), &limits).map_err(|e| e.to_string())?;
+    let areas: Vec<_> = alert
+        .infos
+        .iter()
+        .flat_map(|i| i.areas.iter().filter(|a| !a.is_empty()).cloned())
+        .collect();
+    let region = if areas.is_empty() {
+        None
+    } else {
+        Some(Region::from_areas(&areas, geocodes).map_err(|e| e.to_string())?)
+    };
+    Ok((alert, region))
+}

@@ -1,0 +1,137 @@
+//! The QUIC ingest server (quinn on tokio, rustls/ring, ALPN `tocsin/1`):
+//! accepts connections, and on each bidirectional stream reads at most
+//! `max_envelope_bytes`, runs the pipeline and writes one receipt line. Many
+//! streams per connection run concurrently. Oversized or slow streams get a
+//! rejection receipt and are stopped.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicServerConfig;
+use tokio_util::sync::CancellationToken;
+
+use super::pipeline::Pipeline;
+use super::protocol::Receipt;
+use crate::metrics::Metrics;
+use crate::reject::{RejectCode, Rejection};
+
+/// Ingest limits.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestLimits {
+    pub max_envelope_bytes: usize,
+    pub max_concurrent_streams: u32,
+    pub read_timeout: Duration,
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum QuicError {
+    #[error("quic: {0}")]
+    Crypto(String),
+    #[error("quic: cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Bind the ingest endpoint.
+pub fn bind(
+    addr: SocketAddr,
+    tls: rustls::ServerConfig,
+    limits: IngestLimits,
+) -> Result<quinn::Endpoint, QuicError> {
+    let crypto = QuicServerConfig::try_from(tls).map_err(|e| QuicError::Crypto(e.to_string()))?;
+    let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_bidi_streams(limits.max_concurrent_streams.into());
+    transport.max_concurrent_uni_streams(0u8.into());
+    transport.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(Duration::from_secs(60))
+            .map_err(|e| QuicError::Crypto(e.to_string()))?,
+    ));
+    sc.transport_config(Arc::new(transport));
+    quinn::Endpoint::server(sc, addr).map_err(|source| QuicError::Bind { addr, source })
+}
+
+/// Serve until `stop` is cancelled.
+pub async fn serve(
+    endpoint: quinn::Endpoint,
+    pipeline: Arc<Pipeline>,
+    limits: IngestLimits,
+    metrics: Metrics,
+    stop: CancellationToken,
+) {
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => i,
+            _ = stop.cancelled() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        let (p, m, s) = (pipeline.clone(), metrics.clone(), stop.clone());
+        tokio::spawn(async move {
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "handshake failed");
+                    return;
+                }
+            };
+            loop {
+                let stream = tokio::select! {
+                    st = conn.accept_bi() => st,
+                    _ = s.cancelled() => break,
+                };
+                let Ok((send, recv)) = stream else { break };
+                let (p, m) = (p.clone(), m.clone());
+                tokio::spawn(handle_stream(send, recv, p, limits, m));
+            }
+        });
+    }
+    endpoint.close(0u32.into(), b"shutdown");
+}
+
+async fn handle_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    pipeline: Arc<Pipeline>,
+    limits: IngestLimits,
+    metrics: Metrics,
+) {
+    let read = tokio::time::timeout(
+        limits.read_timeout,
+        recv.read_to_end(limits.max_envelope_bytes),
+    )
+    .await;
+    let receipt = match read {
+        Ok(Ok(bytes)) => pipeline.submit(&bytes).await,
+        Ok(Err(quinn::ReadToEndError::TooLong)) => {
+            let _ = recv.stop(0u32.into());
+            let r = Rejection::new(
+                RejectCode::EnvelopeTooLarge,
+                format!("envelope exceeds {} bytes", limits.max_envelope_bytes),
+            );
+            metrics.alert_result(r.code.as_str());
+            Receipt::rejected(&r)
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "stream read failed");
+            return;
+        }
+        Err(_) => {
+            let _ = recv.stop(0u32.into());
+            let r = Rejection::new(
+                RejectCode::EnvelopeMalformed,
+                "envelope not received in time",
+            );
+            metrics.alert_result(r.code.as_str());
+            Receipt::rejected(&r)
+        }
+    };
+    if send.write_all(&receipt.to_line()).await.is_ok() {
+        let _ = send.finish();
+        let _ = send.stopped().await;
+    }
+}

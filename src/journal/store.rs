@@ -1,0 +1,339 @@
+//! The redb-backed store: tables, transactions and typed accessors. Every
+//! write that acknowledges something to the outside commits with
+//! `Durability::Immediate`; nothing here is async (callers use a blocking
+//! thread or `spawn_blocking`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+
+use super::commit::{CommitOutcome, NewAlert};
+use super::records::{AlertRecord, AlertState, CursorRecord, SubscriberRecord};
+use crate::alert::cap::MsgType;
+use crate::reject::{RejectCode, Rejection};
+
+const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
+const ENVELOPES: TableDefinition<u64, &[u8]> = TableDefinition::new("envelopes");
+const ALERT_IDS: TableDefinition<&str, u64> = TableDefinition::new("alert_ids");
+const CURSORS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("cursors");
+const SUBSCRIBERS: TableDefinition<u32, &[u8]> = TableDefinition::new("subscribers");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Journal failures. Any of them means "not accepted".
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error("journal: {0}")]
+    Store(#[from] redb::Error),
+    #[error("journal: corrupt record: {0}")]
+    Corrupt(String),
+    #[error("journal: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for JournalError {
+            fn from(e: $t) -> Self {
+                Self::Store(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// The journal: a handle to one redb file.
+pub struct Journal {
+    db: Database,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> JournalError {
+    JournalError::Corrupt(e.to_string())
+}
+
+impl Journal {
+    /// Open (or create) `dir/tocsin.redb`.
+    pub fn open(dir: &Path) -> Result<Self, JournalError> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("tocsin.redb");
+        let db = Database::create(&path).map_err(|source| JournalError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let tx = db.begin_write()?;
+        {
+            tx.open_table(ALERTS)?;
+            tx.open_table(ENVELOPES)?;
+            tx.open_table(ALERT_IDS)?;
+            tx.open_table(CURSORS)?;
+            tx.open_table(SUBSCRIBERS)?;
+            tx.open_table(META)?;
+        }
+        tx.commit()?;
+        Ok(Self { db })
+    }
+
+    /// Commit a group of new alerts in one durable transaction. Each gets an
+    /// outcome; rejected ones (identifier reused, unknown reference) change
+    /// nothing. A transaction error fails the whole group.
+    pub fn commit_alerts(&self, batch: &[NewAlert]) -> Result<Vec<CommitOutcome>, JournalError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        {
+            let mut alerts = tx.open_table(ALERTS)?;
+            let mut envs = tx.open_table(ENVELOPES)?;
+            let mut ids = tx.open_table(ALERT_IDS)?;
+            let mut meta = tx.open_table(META)?;
+            let mut next = meta.get("next_alert")?.map(|v| v.value()).unwrap_or(1);
+            for a in batch {
+                if let Some(seq) = ids.get(a.alert_id.as_str())?.map(|v| v.value()) {
+                    let rec = read_alert(&alerts, seq)?;
+                    if rec.digest == a.digest {
+                        outcomes.push(CommitOutcome::Duplicate(rec));
+                    } else {
+                        outcomes.push(CommitOutcome::Rejected(Rejection::new(
+                            RejectCode::IdentifierReused,
+                            "this alert id was accepted before with different content",
+                        )));
+                    }
+                    continue;
+                }
+                let mut refs = Vec::with_capacity(a.references.len());
+                let mut missing = None;
+                for r in &a.references {
+                    match ids.get(r.as_str())?.map(|v| v.value()) {
+                        Some(s) => refs.push(s),
+                        None => missing = Some(r),
+                    }
+                }
+                if missing.is_some() {
+                    outcomes.push(CommitOutcome::Rejected(Rejection::new(
+                        RejectCode::ReferenceUnknown,
+                        "a referenced alert was never accepted here",
+                    )));
+                    continue;
+                }
+                let seq = next;
+                next += 1;
+                let new_state = match a.msg_type {
+                    MsgType::Cancel => AlertState::Cancelled,
+                    _ => AlertState::Superseded,
+                };
+                for &r in &refs {
+                    let mut old = read_alert(&alerts, r)?;
+                    if old.state.is_live() || old.state == AlertState::Completed {
+                        old.state = new_state;
+                        old.replaced_by = Some(seq);
+                        let bytes = serde_json::to_vec(&old).map_err(corrupt)?;
+                        alerts.insert(r, bytes.as_slice())?;
+                    }
+                }
+                let rec = AlertRecord {
+                    seq,
+                    receipt: a.receipt.clone(),
+                    alert_id: a.alert_id.clone(),
+                    authority: a.authority.clone(),
+                    digest: a.digest.clone(),
+                    state: AlertState::Active,
+                    accepted_at: a.accepted_at,
+                    expires: a.expires,
+                    msg_type: format!("{:?}", a.msg_type),
+                    status: a.status.clone(),
+                    references: refs,
+                    replaced_by: None,
+                    targeted: a.targeted.clone(),
+                };
+                let bytes = serde_json::to_vec(&rec).map_err(corrupt)?;
+                alerts.insert(seq, bytes.as_slice())?;
+                envs.insert(seq, &*a.envelope)?;
+                ids.insert(a.alert_id.as_str(), seq)?;
+                outcomes.push(CommitOutcome::Accepted(rec));
+            }
+            meta.insert("next_alert", next)?;
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
+
+    /// One alert record.
+    pub fn alert(&self, seq: u64) -> Result<Option<AlertRecord>, JournalError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(ALERTS)?;
+        let v = t.get(seq)?;
+        v.map(|v| serde_json::from_slice(v.value()).map_err(corrupt))
+            .transpose()
+    }
+
+    /// The sequence number of an alert id (`sender,identifier,sent`).
+    pub fn seq_of(&self, alert_id: &str) -> Result<Option<u64>, JournalError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(ALERT_IDS)?;
+        let v = t.get(alert_id)?;
+        Ok(v.map(|v| v.value()))
+    }
+
+    /// The envelope of an alert, as received.
+    pub fn envelope(&self, seq: u64) -> Result<Option<Vec<u8>>, JournalError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(ENVELOPES)?;
+        let v = t.get(seq)?;
+        Ok(v.map(|v| v.value().to_vec()))
+    }
+
+    /// Every alert record, newest first, at most `limit`.
+    pub fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>, JournalError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(ALERTS)?;
+        let mut out = Vec::new();
+        for item in t.iter()?.rev().take(limit) {
+            let (_, v) = item?;
+            out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
+        }
+        Ok(out)
+    }
+
+    /// Number of alerts journaled.
+    pub fn alert_count(&self) -> Result<u64, JournalError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(ALERTS)?;
+        Ok(t.len()?)
+    }
+
+    /// Set an alert's state (durably).
+    pub fn set_state(&self, seq: u64, state: AlertState) -> Result<(), JournalError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        {
+            let mut t = tx.open_table(ALERTS)?;
+            let mut rec = read_alert(&t, seq)?;
+            if rec.state.is_live() {
+                rec.state = state;
+                let bytes = serde_json::to_vec(&rec).map_err(corrupt)?;
+                t.insert(seq, bytes.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Commit a batch of cursors durably in one transaction.
+    pub fn save_cursors(&self, items: &[(u64, &str, CursorRecord)]) -> Result<(), JournalError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        {
+            let mut t = tx.open_table(CURSORS)?;
+            for (seq, ch, c) in items {
+                let bytes = serde_json::to_vec(c).map_err(corrupt)?;
+                t.insert((*seq, *ch), bytes.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every job cursor of an alert, by channel name.
+    pub fn cursors(&self, seq: u64) -> Result<BTreeMap<String, CursorRecord>, JournalError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(CURSORS)?;
+        let mut out = BTreeMap::new();
+        for item in t.range((seq, "")..(seq + 1, ""))? {
+            let (k, v) = item?;
+            let (_, ch) = k.value();
+            out.insert(
+                ch.to_string(),
+                serde_json::from_slice(v.value()).map_err(corrupt)?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Store subscribers, assigning ids; returns the first id given.
+    pub fn add_subscribers(&self, subs: &[SubscriberRecord]) -> Result<u32, JournalError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        let first;
+        {
+            let mut t = tx.open_table(SUBSCRIBERS)?;
+            let mut meta = tx.open_table(META)?;
+            let next = meta.get("next_subscriber")?.map(|v| v.value()).unwrap_or(0);
+            first = u32::try_from(next).map_err(|_| corrupt("subscriber ids exhausted"))?;
+            let mut buf = Vec::with_capacity(128);
+            let mut id = first;
+            for s in subs {
+                s.encode(&mut buf);
+                t.insert(id, buf.as_slice())?;
+                id = id
+                    .checked_add(1)
+                    .ok_or_else(|| corrupt("subscriber ids exhausted"))?;
+            }
+            meta.insert("next_subscriber", u64::from(id))?;
+        }
+        tx.commit()?;
+        Ok(first)
+    }
+
+    /// Remove one subscriber (a token or number the provider rejected).
+    pub fn remove_subscriber(&self, id: u32) -> Result<(), JournalError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        {
+            let mut t = tx.open_table(SUBSCRIBERS)?;
+            t.remove(id)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Visit every stored subscriber in id order.
+    pub fn for_each_subscriber(
+        &self,
+        mut f: impl FnMut(u32, SubscriberRecord),
+    ) -> Result<u64, JournalError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(SUBSCRIBERS)?;
+        let mut n = 0;
+        for item in t.iter()? {
+            let (k, v) = item?;
+            let rec = SubscriberRecord::decode(v.value())
+                .ok_or_else(|| corrupt(format!("subscriber {}", k.value())))?;
+            f(k.value(), rec);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Number of stored subscribers.
+    pub fn subscriber_count(&self) -> Result<u64, JournalError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(SUBSCRIBERS)?;
+        Ok(t.len()?)
+    }
+}
+
+fn read_alert(
+    t: &impl ReadableTable<u64, &'static [u8]>,
+    seq: u64,
+) -> Result<AlertRecord, JournalError> {
+    let v = t
+        .get(seq)?
+        .ok_or_else(|| corrupt(format!("alert {seq} missing")))?;
+    serde_json::from_slice(v.value()).map_err(corrupt)
+}

@@ -1,0 +1,217 @@
+//! The `tocsin` command line: parse arguments, load settings, call the
+//! library. No behaviour lives here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "tocsin",
+    version,
+    about = "Emergency-alert fan-out daemon (signed CAP 1.2 over QUIC)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon.
+    Serve {
+        #[arg(long, default_value = "config/tocsin.toml")]
+        config: PathBuf,
+    },
+    /// Sign a CAP 1.2 file and submit it; prints the receipt JSON.
+    Send {
+        file: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:4433")]
+        server: SocketAddr,
+        /// Ed25519 private key (PKCS#8 PEM).
+        #[arg(long, default_value = "var/dev/authority.key")]
+        key: PathBuf,
+        /// Key id; derived from the key when omitted.
+        #[arg(long)]
+        kid: Option<String>,
+        /// CA certificate (PEM) that issued the server's certificate.
+        #[arg(long, default_value = "var/dev/cert.pem")]
+        ca: PathBuf,
+        /// TLS server name.
+        #[arg(long, default_value = "localhost")]
+        server_name: String,
+        /// Client certificate and key (PEM) for mutual TLS.
+        #[arg(long, requires = "client_key")]
+        client_cert: Option<PathBuf>,
+        #[arg(long)]
+        client_key: Option<PathBuf>,
+        /// Rewrite <sent> to now and <expires> to now + 48 h before signing.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Create an Ed25519 key; prints its key id and public key.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Manage subscribers (the daemon must be stopped: the journal is locked while it runs).
+    Subscribers {
+        #[command(subcommand)]
+        cmd: SubCmd,
+    },
+    /// Show the whole flow on embedded defaults: daemon, 1 M synthetic
+    /// subscribers, local receivers, a signed missing-child alert, a report.
+    Demo {
+        /// End after the report instead of serving until Ctrl-C.
+        #[arg(long)]
+        exit: bool,
+        /// Synthetic subscribers.
+        #[arg(long, default_value_t = 1_000_000)]
+        subscribers: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubCmd {
+    /// Import a CSV: id,channel,address,lat,lon,language.
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = "config/tocsin.toml")]
+        config: PathBuf,
+    },
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_env("TOCSIN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Serve { config } => {
+            let settings = tocsin::config::Settings::load(&config)
+                .with_context(|| format!("loading {}", config.display()))?;
+            let d = tocsin::daemon::Daemon::start(settings, Default::default()).await?;
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            d.shutdown().await;
+            Ok(())
+        }
+        Cmd::Send {
+            file,
+            server,
+            key,
+            kid,
+            ca,
+            server_name,
+            client_cert,
+            client_key,
+            now,
+        } => {
+            let mut xml =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            if now {
+                xml = tocsin::demo::refresh_times(&xml, chrono::Utc::now())?;
+            }
+            let sk = tocsin::dev::read_signing_key(&key)?;
+            let kid =
+                kid.unwrap_or_else(|| tocsin::alert::envelope::key_id_for(&sk.verifying_key()));
+            let env = tocsin::alert::envelope::sign1(&xml, &kid, &sk)?;
+            let roots = tocsin::tls::load_certs(&ca)?;
+            let identity = match (client_cert, client_key) {
+                (Some(c), Some(k)) => {
+                    Some((tocsin::tls::load_certs(&c)?, tocsin::tls::load_key(&k)?))
+                }
+                _ => None,
+            };
+            let tls = tocsin::tls::client_config(roots, identity)?;
+            let client = tocsin::client::IngestClient::connect(server, &server_name, tls).await?;
+            let receipt = client.submit(&env).await?;
+            client.close().await;
+            println!(
+                "{}",
+                String::from_utf8_lossy(receipt.to_line().trim_ascii_end())
+            );
+            if !receipt.is_ok() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Cmd::Keygen { out } => {
+            if out.exists() {
+                bail!("{} exists; refusing to overwrite a key", out.display());
+            }
+            let k = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+            tocsin::dev::write_signing_key(&out, &k)?;
+            let pub_path = out.with_extension("pub");
+            tocsin::dev::write_public_key(&pub_path, &k)?;
+            use base64::Engine as _;
+            println!(
+                "kid        {}",
+                tocsin::alert::envelope::key_id_for(&k.verifying_key())
+            );
+            println!(
+                "public_key {}",
+                base64::engine::general_purpose::STANDARD.encode(k.verifying_key().as_bytes())
+            );
+            println!("private    {} (mode 0600)", out.display());
+            println!("public     {}", pub_path.display());
+            Ok(())
+        }
+        Cmd::Subscribers {
+            cmd: SubCmd::Import { file, config },
+        } => {
+            let settings = tocsin::config::Settings::load(&config)?;
+            let journal = tocsin::journal::Journal::open(&settings.node.state_dir)
+                .context("opening the journal (is the daemon running? stop it first)")?;
+            let f = std::fs::File::open(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message("importing");
+            let n =
+                tocsin::subscribers::import_csv(std::io::BufReader::new(f), &journal, |done| {
+                    bar.set_message(format!("{done} subscribers stored"));
+                    bar.tick();
+                })?;
+            bar.finish_and_clear();
+            println!(
+                "imported {n} subscribers into {}",
+                settings.node.state_dir.display()
+            );
+            Ok(())
+        }
+        Cmd::Demo { exit, subscribers } => {
+            Ok(tocsin::demo::run(tocsin::demo::DemoOptions { exit, subscribers }).await?)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,191 @@
+//! Every Prometheus metric of the daemon, defined in one place (DESIGN §9),
+//! on the official `prometheus-client` crate. Stages get a cheap clone of
+//! `Metrics` and bump counters; `/metrics` encodes the registry. No label
+//! ever carries personal data: only channel names, outcomes and codes.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// `result` label: accepted, duplicate or a rejection code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+/// `channel` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabel {
+    pub channel: &'static str,
+}
+
+/// `channel` and `outcome` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub channel: &'static str,
+    pub outcome: &'static str,
+}
+
+/// `channel` and `reason` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub channel: &'static str,
+    pub reason: &'static str,
+}
+
+type HistFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms … ~17 min, doubling.
+    Histogram::new(exponential_buckets(0.001, 2.0, 21))
+}
+
+/// The daemon's metrics; clone freely (all handles are `Arc`s inside).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub alerts: Family<ResultLabel, Counter>,
+    pub ingest_seconds: Histogram,
+    pub targeted: Family<ChannelLabel, Counter>,
+    pub target_seconds: Histogram,
+    pub deliveries: Family<OutcomeLabel, Counter>,
+    pub delivery_seconds: HistFamily<ChannelLabel>,
+    pub queue_depth: Family<ChannelLabel, Gauge>,
+    pub inflight: Family<ChannelLabel, Gauge>,
+    pub retries: Family<ReasonLabel, Counter>,
+    pub channel_up: Family<ChannelLabel, Gauge>,
+    pub journal_commit_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Create and register every metric.
+    pub fn new() -> Self {
+        let mut r = Registry::default();
+        let alerts = Family::<ResultLabel, Counter>::default();
+        r.register(
+            "tocsin_alerts",
+            "Submissions by result (accepted, duplicate, or rejection code)",
+            alerts.clone(),
+        );
+        let ingest_seconds = latency_histogram();
+        r.register(
+            "tocsin_ingest_seconds",
+            "Stream open to receipt written",
+            ingest_seconds.clone(),
+        );
+        let targeted = Family::<ChannelLabel, Counter>::default();
+        r.register(
+            "tocsin_targeted_recipients",
+            "Recipients selected by targeting",
+            targeted.clone(),
+        );
+        let target_seconds = latency_histogram();
+        r.register(
+            "tocsin_target_seconds",
+            "Time to turn an alert area into a plan",
+            target_seconds.clone(),
+        );
+        let deliveries = Family::<OutcomeLabel, Counter>::default();
+        r.register(
+            "tocsin_deliveries",
+            "Deliveries by channel and final outcome",
+            deliveries.clone(),
+        );
+        let delivery_seconds: HistFamily<ChannelLabel> =
+            Family::new_with_constructor(latency_histogram);
+        r.register(
+            "tocsin_delivery_seconds",
+            "Alert accepted to delivery confirmed",
+            delivery_seconds.clone(),
+        );
+        let queue_depth = Family::<ChannelLabel, Gauge>::default();
+        r.register(
+            "tocsin_queue_depth",
+            "Planned deliveries not yet attempted",
+            queue_depth.clone(),
+        );
+        let inflight = Family::<ChannelLabel, Gauge>::default();
+        r.register(
+            "tocsin_inflight",
+            "Deliveries handed to a channel and not yet answered",
+            inflight.clone(),
+        );
+        let retries = Family::<ReasonLabel, Counter>::default();
+        r.register(
+            "tocsin_retries",
+            "Deliveries scheduled for another attempt",
+            retries.clone(),
+        );
+        let channel_up = Family::<ChannelLabel, Gauge>::default();
+        r.register(
+            "tocsin_channel_up",
+            "1 when the channel is configured and healthy",
+            channel_up.clone(),
+        );
+        let journal_commit_seconds = latency_histogram();
+        r.register(
+            "tocsin_journal_commit_seconds",
+            "Durable journal commit latency (one group commit)",
+            journal_commit_seconds.clone(),
+        );
+        Self {
+            registry: Arc::new(r),
+            alerts,
+            ingest_seconds,
+            targeted,
+            target_seconds,
+            deliveries,
+            delivery_seconds,
+            queue_depth,
+            inflight,
+            retries,
+            channel_up,
+            journal_commit_seconds,
+        }
+    }
+
+    /// Count one submission result.
+    pub fn alert_result(&self, result: &'static str) {
+        self.alerts.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_design() {
+        let m = Metrics::new();
+        m.alert_result("accepted");
+        m.deliveries
+            .get_or_create(&OutcomeLabel {
+                channel: "feed",
+                outcome: "delivered",
+            })
+            .inc();
+        let text = m.encode();
+        assert!(text.contains("tocsin_alerts_total{result=\"accepted\"} 1"));
+        assert!(text.contains("tocsin_deliveries_total{channel=\"feed\",outcome=\"delivered\"} 1"));
+        assert!(text.contains("tocsin_ingest_seconds_bucket"));
+    }
+}
