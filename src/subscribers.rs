@@ -209,7 +209,8 @@ pub enum ImportError {
 }
 
 /// Parse a subscriber CSV (`id,channel,address,lat,lon,language`, header
-/// optional) and store it in chunks; `progress` is called with rows done.
+/// optional) and store it in one transaction: a bad row anywhere changes
+/// nothing. `progress` is called every 50,000 rows.
 pub fn import_csv(
     input: impl Read,
     journal: &Journal,
@@ -220,7 +221,7 @@ pub fn import_csv(
         .flexible(false)
         .trim(csv::Trim::All)
         .from_reader(input);
-    let mut chunk = Vec::with_capacity(50_000);
+    let mut import = journal.begin_import()?;
     let mut total = 0u64;
     for (i, row) in rdr.records().enumerate() {
         let line = i as u64 + 1;
@@ -233,9 +234,7 @@ pub fn import_csv(
             reason: reason.into(),
         };
         if row.len() != 6 {
-            return Err(err(
-                "expected 6 columns: id,channel,address,lat,lon,language",
-            ));
+            return Err(err("expected 6 columns: id,channel,address,lat,lon,language"));
         }
         let kind = SubscriberKind::parse(&row[1])
             .ok_or_else(|| err("channel must be apns, fcm, sms or email"))?;
@@ -252,25 +251,55 @@ pub fn import_csv(
         if language.len() > 35 || row[0].len() > 128 {
             return Err(err("id or language too long"));
         }
-        chunk.push(SubscriberRecord {
+        import.add(&SubscriberRecord {
             external_id: row[0].to_string(),
             kind: kind as u8,
             address: address.to_string(),
             lat,
             lon,
             language: language.to_string(),
-        });
-        if chunk.len() == chunk.capacity() {
-            journal.add_subscribers(&chunk)?;
-            total += chunk.len() as u64;
-            chunk.clear();
+        })?;
+        total += 1;
+        if total % 50_000 == 0 {
             progress(total);
         }
     }
-    if !chunk.is_empty() {
-        journal.add_subscribers(&chunk)?;
-        total += chunk.len() as u64;
-        progress(total);
-    }
+    import.commit()?;
+    progress(total);
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CSV: &str = "id,channel,address,lat,lon,language\n\
+        u1,apns,tok-1,23.13,113.26,zh-CN\n\
+        u2,sms,+8613800000001,22.54,114.06,zh-CN\n\
+        u3,email,a@example.org,39.90,116.40,en-US\n";
+
+    #[test]
+    fn import_then_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(import_csv(CSV.as_bytes(), &j, |_| {}).unwrap(), 3);
+        let a = Audience::load(&j).unwrap();
+        assert_eq!(a.len(), 3);
+        assert_eq!(a.channel(SubscriberKind::Apns).len(), 1);
+        assert_eq!(a.address(1), "+8613800000001");
+        assert_eq!(a.language(2), "en-US");
+    }
+
+    #[test]
+    fn a_bad_row_imports_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let bad = format!("{CSV}u4,pager,x,1,1,en\n");
+        let e = import_csv(bad.as_bytes(), &j, |_| {}).unwrap_err();
+        assert!(e.to_string().contains("line 5"), "{e}");
+        assert_eq!(j.subscriber_count().unwrap(), 0);
+        let far = format!("{CSV}u5,sms,x,91,1,en\n");
+        assert!(import_csv(far.as_bytes(), &j, |_| {}).is_err());
+        assert_eq!(j.subscriber_count().unwrap(), 0);
+    }
 }

@@ -123,12 +123,13 @@ async fn rejections_have_stable_codes_and_change_nothing() {
     let good = alert_xml("rej-0");
     let k1 = key(1);
 
-    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
-    // signature made by another key under gz-1's kid
-    cases.push(("signature_invalid", sign(&good, "gz-1", &key(9))));
-    cases.push(("key_unknown", sign(&good, "nobody", &k1)));
-    cases.push(("key_revoked", sign(&good, "gz-revoked", &key(2))));
-    cases.push(("key_expired", sign(&good, "gz-expired", &key(3))));
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        // signature made by another key under gz-1's kid
+        ("signature_invalid", sign(&good, "gz-1", &key(9))),
+        ("key_unknown", sign(&good, "nobody", &k1)),
+        ("key_revoked", sign(&good, "gz-revoked", &key(2))),
+        ("key_expired", sign(&good, "gz-expired", &key(3))),
+    ];
     // payload changed after signing
     let mut tampered = sign(&good, "gz-1", &k1);
     let pos = tampered.windows(9).position(|w| w == b"Xiaoming,").unwrap();

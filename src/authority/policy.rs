@@ -20,8 +20,10 @@ use crate::reject::{RejectCode, Rejection};
 use crate::target::area::Region;
 use crate::target::geocode::GeocodeTable;
 
-/// An alert that passed every check; only `Verifier::verify` builds one.
+/// An alert that passed every check; only `Verifier::verify` builds one
+/// (`non_exhaustive` keeps other crates from constructing it).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct VerifiedAlert {
     /// The envelope exactly as received.
     pub envelope: Arc<[u8]>,
@@ -34,7 +36,6 @@ pub struct VerifiedAlert {
     pub authority: String,
     /// Union of every info block's areas (None only for a Cancel without area).
     pub region: Option<Region>,
-    _sealed: (),
 }
 
 /// Compiled issuing standard of one event code.
@@ -318,7 +319,6 @@ impl Verifier {
             authority: primary.id.clone(),
             alert,
             region,
-            _sealed: (),
         })
     }
 }

@@ -59,6 +59,20 @@ fn replace_elements(xml: &str, name: &str, value: impl Fn() -> String) -> String
     out
 }
 
+/// Remove every `<name>…</name>` element.
+fn remove_elements(xml: &str, name: &str) -> String {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    let mut out = String::with_capacity(xml.len());
+    let mut rest = xml;
+    while let Some(i) = rest.find(&open) {
+        let Some(j) = rest[i..].find(&close) else { break };
+        out.push_str(&rest[..i]);
+        rest = &rest[i + j + close.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn cap_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S-00:00").to_string()
 }
@@ -166,7 +180,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     );
     let t = Instant::now();
     let audience = Arc::new(
-        tokio::task::spawn_blocking(move || synthetic_audience(opts.subscribers, 0x70c5_1a))
+        tokio::task::spawn_blocking(move || synthetic_audience(opts.subscribers, 0x0070_c51a))
             .await
             .map_err(err)?,
     );
@@ -213,6 +227,8 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         "identifier",
         || ident.clone(),
     );
+    // The demo shows a circle: drop the province geocode the sample also carries.
+    let xml = remove_elements(&xml, "geocode");
     let env = sign1(xml.as_bytes(), &key_id_for(&key.verifying_key()), &key).map_err(err)?;
     let roots = crate::tls::load_certs(&dev.cert).map_err(err)?;
     let tls = crate::tls::client_config(roots, None).map_err(err)?;

@@ -290,6 +290,24 @@ impl Journal {
         Ok(first)
     }
 
+    /// Start an all-or-nothing import: nothing is visible until `commit`,
+    /// and dropping the import leaves the journal as it was.
+    pub fn begin_import(&self) -> Result<SubscriberImport, JournalError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        let next = {
+            let meta = tx.open_table(META)?;
+            let v = meta.get("next_subscriber")?.map(|v| v.value()).unwrap_or(0);
+            v
+        };
+        let next = u32::try_from(next).map_err(|_| corrupt("subscriber ids exhausted"))?;
+        Ok(SubscriberImport {
+            tx,
+            next,
+            buf: Vec::with_capacity(128),
+        })
+    }
+
     /// Remove one subscriber (a token or number the provider rejected).
     pub fn remove_subscriber(&self, id: u32) -> Result<(), JournalError> {
         let mut tx = self.db.begin_write()?;
@@ -325,6 +343,36 @@ impl Journal {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(SUBSCRIBERS)?;
         Ok(t.len()?)
+    }
+}
+
+/// An import in progress (one write transaction).
+pub struct SubscriberImport {
+    tx: redb::WriteTransaction,
+    next: u32,
+    buf: Vec<u8>,
+}
+
+impl SubscriberImport {
+    /// Stage one subscriber; returns its id.
+    pub fn add(&mut self, s: &SubscriberRecord) -> Result<u32, JournalError> {
+        let id = self.next;
+        s.encode(&mut self.buf);
+        self.tx.open_table(SUBSCRIBERS)?.insert(id, self.buf.as_slice())?;
+        self.next = id
+            .checked_add(1)
+            .ok_or_else(|| corrupt("subscriber ids exhausted"))?;
+        Ok(id)
+    }
+
+    /// Make the whole import durable at once.
+    pub fn commit(self) -> Result<(), JournalError> {
+        {
+            let mut meta = self.tx.open_table(META)?;
+            meta.insert("next_subscriber", u64::from(self.next))?;
+        }
+        self.tx.commit()?;
+        Ok(())
     }
 }
 
