@@ -87,7 +87,11 @@ fn bench(c: &mut Criterion) {
         t.elapsed()
     );
 
-    let dir = tempfile::tempdir().expect("tempdir");
+    // Under the target directory: cursor commits are durable, keep them off tmpfs.
+    let dir = tempfile::Builder::new()
+        .prefix("dispatch-bench")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("tempdir");
     let journal = Arc::new(Journal::open(dir.path()).expect("journal"));
     let sink = Arc::new(SinkChannel::new(
         "fcm",
@@ -124,7 +128,11 @@ fn bench(c: &mut Criterion) {
     let region = Region::circle(centre, 2000.0).expect("valid circle");
     let plan = dispatcher.plan(Some(&region), Status::Actual, MsgType::Alert);
     assert_eq!(plan.total(), u64::from(N), "the circle covers everyone");
-    println!("plan: {} deliveries, planned in {:.2} ms", plan.total(), plan.seconds * 1e3);
+    println!(
+        "plan: {} deliveries, planned in {:.2} ms",
+        plan.total(),
+        plan.seconds * 1e3
+    );
 
     let alert = cap::parse(SAMPLE.as_bytes(), &CapLimits::default()).expect("sample parses");
     let envelope: Arc<[u8]> = Arc::from(SAMPLE.as_bytes());
@@ -133,8 +141,16 @@ fn bench(c: &mut Criterion) {
     // One checked run first: every planned delivery reaches the sink once.
     seq += 1;
     let before = sink.total();
-    rt.block_on(fan_out(&dispatcher, content(seq, &alert, &envelope), plan.clone()));
-    assert_eq!(sink.total() - before, u64::from(N), "one delivery per recipient");
+    rt.block_on(fan_out(
+        &dispatcher,
+        content(seq, &alert, &envelope),
+        plan.clone(),
+    ));
+    assert_eq!(
+        sink.total() - before,
+        u64::from(N),
+        "one delivery per recipient"
+    );
     assert_eq!(sink.once_and_repeated(), (u64::from(N), 0));
 
     let mut group = c.benchmark_group("dispatch");

@@ -329,7 +329,10 @@ impl Settings {
         if self.ingest.commit_batch == 0 {
             return bad("ingest.commit_batch must be > 0".into());
         }
-        if self.channels.feed.rate_per_sec.is_nan() || self.channels.feed.rate_per_sec <= 0.0 || self.channels.feed.concurrency == 0 {
+        if self.channels.feed.rate_per_sec.is_nan()
+            || self.channels.feed.rate_per_sec <= 0.0
+            || self.channels.feed.concurrency == 0
+        {
             return bad("channels.feed.rate_per_sec and concurrency must be > 0".into());
         }
         let mut ids = std::collections::HashSet::new();

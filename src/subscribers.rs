@@ -234,7 +234,9 @@ pub fn import_csv(
             reason: reason.into(),
         };
         if row.len() != 6 {
-            return Err(err("expected 6 columns: id,channel,address,lat,lon,language"));
+            return Err(err(
+                "expected 6 columns: id,channel,address,lat,lon,language",
+            ));
         }
         let kind = SubscriberKind::parse(&row[1])
             .ok_or_else(|| err("channel must be apns, fcm, sms or email"))?;

@@ -15,19 +15,33 @@ use tocsin::ingest::Receipt;
 async fn health_metrics_progress_and_atom_feed() {
     let dir = tempfile::tempdir().unwrap();
     let (addr, seen) = partner("s").await;
-    let d = Daemon::start(settings(dir.path(), &[("p1".into(), addr, "s")]), Extras::default())
-        .await
-        .unwrap();
+    let d = Daemon::start(
+        settings(dir.path(), &[("p1".into(), addr, "s")]),
+        Extras::default(),
+    )
+    .await
+    .unwrap();
     let base = format!("http://{}", d.admin_addr);
     let get = |p: &str| reqwest::get(format!("{base}{p}"));
     assert_eq!(get("/healthz").await.unwrap().status(), 200);
     assert_eq!(get("/readyz").await.unwrap().status(), 200);
 
     let c = client(dir.path(), d.ingest_addr).await;
-    let r = c.submit(&sign(&alert_xml("admin-1"), "gz-1", &key(1))).await.unwrap();
-    let Receipt::Accepted { receipt, .. } = r else { panic!("{r:?}") };
+    let r = c
+        .submit(&sign(&alert_xml("admin-1"), "gz-1", &key(1)))
+        .await
+        .unwrap();
+    let Receipt::Accepted { receipt, .. } = r else {
+        panic!("{r:?}")
+    };
     assert!(wait_for(10, || seen.valid.load(Ordering::Relaxed) == 1).await);
-    assert!(wait_for(10, || d.dispatcher().progress(1).is_some_and(|p| p.is_done())).await);
+    assert!(
+        wait_for(10, || d
+            .dispatcher()
+            .progress(1)
+            .is_some_and(|p| p.is_done()))
+        .await
+    );
 
     let m = get("/metrics").await.unwrap().text().await.unwrap();
     for name in [
@@ -44,7 +58,12 @@ async fn health_metrics_progress_and_atom_feed() {
         assert!(m.contains(name), "missing {name} in\n{m}");
     }
 
-    let v: serde_json::Value = get(&format!("/v1/alerts/{receipt}")).await.unwrap().json().await.unwrap();
+    let v: serde_json::Value = get(&format!("/v1/alerts/{receipt}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["receipt"], receipt.as_str());
     assert_eq!(v["channels"][0]["channel"], "feed");
     assert_eq!(v["channels"][0]["delivered"], 1);
@@ -102,7 +121,8 @@ async fn mutual_tls_refuses_clients_without_a_certificate() {
     // Without a certificate: the handshake "succeeds" but the stream fails.
     let roots = tocsin::tls::load_certs(&dir.path().join("dev/cert.pem")).unwrap();
     let tls = tocsin::tls::client_config(roots.clone(), None).unwrap();
-    let refused = match tocsin::client::IngestClient::connect(d.ingest_addr, "localhost", tls).await {
+    let refused = match tocsin::client::IngestClient::connect(d.ingest_addr, "localhost", tls).await
+    {
         Err(_) => true,
         Ok(c) => c.submit(&env).await.is_err(),
     };
@@ -115,7 +135,9 @@ async fn mutual_tls_refuses_clients_without_a_certificate() {
         rustls::pki_types::PrivateKeyDer::try_from(cl_key.serialize_der()).unwrap(),
     );
     let tls = tocsin::tls::client_config(roots, Some(ident)).unwrap();
-    let c = tocsin::client::IngestClient::connect(d.ingest_addr, "localhost", tls).await.unwrap();
+    let c = tocsin::client::IngestClient::connect(d.ingest_addr, "localhost", tls)
+        .await
+        .unwrap();
     let r = c.submit(&env).await.unwrap();
     assert!(matches!(r, Receipt::Accepted { .. }), "{r:?}");
     c.close().await;

@@ -145,17 +145,6 @@ pub struct Registry {
     keys: HashMap<String, AuthorityKey>,
 }
 
-fn parse_status(s: &str) -> Option<Status> {
-    Some(match s {
-        "Actual" => Status::Actual,
-        "Exercise" => Status::Exercise,
-        "System" => Status::System,
-        "Test" => Status::Test,
-        "Draft" => Status::Draft,
-        _ => return None,
-    })
-}
-
 /// Decode a base64 raw Ed25519 public key.
 pub fn decode_public_key(b64: &str) -> Result<VerifyingKey, String> {
     let raw = base64::engine::general_purpose::STANDARD
@@ -196,7 +185,7 @@ impl Registry {
             let mut statuses = HashSet::new();
             for s in &a.statuses {
                 statuses.insert(
-                    parse_status(s)
+                    Status::from_cap(s)
                         .ok_or_else(|| RegistryError::Status(a.id.clone(), s.clone()))?,
                 );
             }

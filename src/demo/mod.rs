@@ -65,7 +65,9 @@ fn remove_elements(xml: &str, name: &str) -> String {
     let mut out = String::with_capacity(xml.len());
     let mut rest = xml;
     while let Some(i) = rest.find(&open) {
-        let Some(j) = rest[i..].find(&close) else { break };
+        let Some(j) = rest[i..].find(&close) else {
+            break;
+        };
         out.push_str(&rest[..i]);
         rest = &rest[i + j + close.len()..];
     }

@@ -358,7 +358,9 @@ impl SubscriberImport {
     pub fn add(&mut self, s: &SubscriberRecord) -> Result<u32, JournalError> {
         let id = self.next;
         s.encode(&mut self.buf);
-        self.tx.open_table(SUBSCRIBERS)?.insert(id, self.buf.as_slice())?;
+        self.tx
+            .open_table(SUBSCRIBERS)?
+            .insert(id, self.buf.as_slice())?;
         self.next = id
             .checked_add(1)
             .ok_or_else(|| corrupt("subscriber ids exhausted"))?;
