@@ -315,9 +315,21 @@ fn end_to_end(c: &mut Criterion, alerts: &Alerts, dir: &Path) {
     });
     g.finish();
 
+    // Where the time went: alerts per group commit and fsync latency.
+    let text = daemon.metrics.encode();
+    let metric = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let alerts_in = journal.alert_count().expect("alert count") as f64;
+    let commits = metric("tocsin_journal_commit_seconds_count");
+    let commit_secs = metric("tocsin_journal_commit_seconds_sum");
     println!(
-        "journal: {} alerts accepted in this run",
-        journal.alert_count().expect("alert count")
+        "journal: {alerts_in} alerts accepted in {commits} group commits \
+         ({:.1} alerts per commit, mean commit {:.2} ms)",
+        alerts_in / commits,
+        commit_secs / commits * 1e3
     );
     if let Ok(client) = Arc::try_unwrap(client) {
         rt.block_on(client.close());

@@ -148,6 +148,95 @@ impl Default for DispatchSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct ChannelSettings {
     pub feed: FeedSettings,
+    pub apns: ApnsSettings,
+    pub fcm: FcmSettings,
+}
+
+/// Apple Push Notification service (HTTP/2, token auth).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApnsSettings {
+    pub enabled: bool,
+    /// `https://api.push.apple.com`, `https://api.sandbox.push.apple.com`, or a test server.
+    pub base_url: String,
+    /// Apple developer team id (JWT `iss`).
+    pub team_id: String,
+    /// Key id of the p8 key (JWT `kid`).
+    pub key_id: String,
+    /// The p8 (PKCS#8 PEM, P-256) signing key.
+    pub key_file: Option<PathBuf>,
+    /// `apns-topic`: the app's bundle id.
+    pub topic: String,
+    /// HTTP/2 connections in the pool.
+    pub connections: usize,
+    /// Requests in flight at once over all connections.
+    pub concurrency: usize,
+    pub rate_per_sec: f64,
+    pub burst: u32,
+    pub timeout_ms: u64,
+    /// Send `interruption-level: critical` (needs Apple's entitlement).
+    pub critical: bool,
+    /// Extra CA certificate (PEM) to trust (test servers).
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for ApnsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            base_url: "https://api.push.apple.com".into(),
+            team_id: String::new(),
+            key_id: String::new(),
+            key_file: None,
+            topic: String::new(),
+            connections: 4,
+            concurrency: 4000,
+            rate_per_sec: 100_000.0,
+            burst: 10_000,
+            timeout_ms: 10_000,
+            critical: false,
+            ca: None,
+        }
+    }
+}
+
+/// Firebase Cloud Messaging, HTTP v1 API with a service account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FcmSettings {
+    pub enabled: bool,
+    /// `https://fcm.googleapis.com` or a test server.
+    pub base_url: String,
+    pub project_id: String,
+    /// Service-account JSON (client_email, private_key, token_uri).
+    pub service_account_file: Option<PathBuf>,
+    /// Overrides the service account's `token_uri` (tests).
+    pub token_url: Option<String>,
+    pub connections: usize,
+    pub concurrency: usize,
+    /// Default project quota: 600,000 messages/minute.
+    pub rate_per_sec: f64,
+    pub burst: u32,
+    pub timeout_ms: u64,
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for FcmSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            base_url: "https://fcm.googleapis.com".into(),
+            project_id: String::new(),
+            service_account_file: None,
+            token_url: None,
+            connections: 4,
+            concurrency: 2000,
+            rate_per_sec: 10_000.0,
+            burst: 1000,
+            timeout_ms: 10_000,
+            ca: None,
+        }
+    }
 }
 
 /// The partner-feed channel: HTTP POST of the signed envelope.

@@ -60,6 +60,14 @@ pub struct Metrics {
     pub retries: Family<ReasonLabel, Counter>,
     pub channel_up: Family<ChannelLabel, Gauge>,
     pub journal_commit_seconds: Histogram,
+    /// Provider round trip of one push request (request sent → response).
+    pub push_request_seconds: HistFamily<ChannelLabel>,
+    /// Open HTTP/2 connections per provider.
+    pub push_connections: Family<ChannelLabel, Gauge>,
+    /// Recipients removed from the audience because the provider rejected them.
+    pub recipients_dropped: Family<ChannelLabel, Counter>,
+    /// Provider auth tokens minted (JWT or OAuth).
+    pub auth_refreshes: Family<ChannelLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -139,6 +147,31 @@ impl Metrics {
             "Durable journal commit latency (one group commit)",
             journal_commit_seconds.clone(),
         );
+        let push_request_seconds: HistFamily<ChannelLabel> =
+            Family::new_with_constructor(latency_histogram);
+        r.register(
+            "tocsin_push_request_seconds",
+            "Push provider round trip (request sent to response)",
+            push_request_seconds.clone(),
+        );
+        let push_connections = Family::<ChannelLabel, Gauge>::default();
+        r.register(
+            "tocsin_push_connections",
+            "Open HTTP/2 connections per push provider",
+            push_connections.clone(),
+        );
+        let recipients_dropped = Family::<ChannelLabel, Counter>::default();
+        r.register(
+            "tocsin_recipients_dropped",
+            "Recipients removed because the provider rejected them permanently",
+            recipients_dropped.clone(),
+        );
+        let auth_refreshes = Family::<ChannelLabel, Counter>::default();
+        r.register(
+            "tocsin_auth_refreshes",
+            "Provider auth tokens minted (APNs JWT, FCM OAuth)",
+            auth_refreshes.clone(),
+        );
         Self {
             registry: Arc::new(r),
             alerts,
@@ -152,6 +185,10 @@ impl Metrics {
             retries,
             channel_up,
             journal_commit_seconds,
+            push_request_seconds,
+            push_connections,
+            recipients_dropped,
+            auth_refreshes,
         }
     }
 

@@ -636,6 +636,9 @@ impl Job {
                 }
             }
             if !drop_ids.is_empty() {
+                m.recipients_dropped
+                    .get_or_create(&ChannelLabel { channel })
+                    .inc_by(drop_ids.len() as u64);
                 for &id in &drop_ids {
                     audience.mark_removed(id);
                 }
