@@ -20,4 +20,5 @@ pub mod metrics;
 pub mod reject;
 pub mod subscribers;
 pub mod target;
+pub mod testkit;
 pub mod tls;

@@ -47,6 +47,40 @@ impl AlertContent {
             .or_else(|| infos.first())
     }
 
+    /// The id of the first alert in this alert's chain: its first reference
+    /// for an Update or Cancel, else its own id.
+    pub fn root_alert_id(&self) -> String {
+        match self.alert.msg_type {
+            MsgType::Update | MsgType::Cancel => self
+                .alert
+                .references
+                .first()
+                .map_or_else(|| self.alert_id.clone(), |r| r.alert_id()),
+            _ => self.alert_id.clone(),
+        }
+    }
+
+    /// Collapse id shared by an alert and its Updates and Cancel (APNs
+    /// `apns-collapse-id`, FCM `collapse_key`): 32 hex digits of SHA-256 of the
+    /// root alert id, within APNs' 64-byte limit whatever the id's length.
+    pub fn collapse_id(&self) -> String {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(self.root_alert_id().as_bytes());
+        hex::encode(&d[..16])
+    }
+
+    /// A stable UUID for delivering this alert to one recipient (APNs
+    /// `apns-id`), so a repeat after a crash carries the same id.
+    pub fn delivery_uuid(&self, recipient: u32) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(self.alert_id.as_bytes());
+        h.update(recipient.to_be_bytes());
+        let d = h.finalize();
+        let x = hex::encode(&d[..16]);
+        format!("{}-{}-{}-{}-{}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
+    }
+
     /// True once the alert's expiry has passed.
     pub fn expired(&self, now: DateTime<Utc>) -> bool {
         self.expires.is_some_and(|e| now >= e)

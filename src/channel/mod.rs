@@ -4,8 +4,11 @@
 //! protocol. Implementations: `feed` (partner HTTP POST of the signed
 //! envelope) and `sink` (in-process counter for the demo and benches).
 
+pub mod apns;
 pub mod content;
 pub mod feed;
+pub mod fcm;
+pub mod push;
 pub mod sink;
 
 use std::time::Duration;

@@ -1,0 +1,1 @@
+//! APNs channel (being written).

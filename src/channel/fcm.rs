@@ -1,0 +1,1 @@
+//! FCM channel (being written).

@@ -1,0 +1,1 @@
+//! Shared push plumbing: HTTP/2 pool, JWT signing, message rendering (being written).
