@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::envelope::key_id_for;
 use crate::authority::{Coverage, Registry, Verifier};
+use crate::channel::apns::ApnsChannel;
+use crate::channel::fcm::FcmChannel;
 use crate::channel::feed::FeedChannel;
 use crate::channel::Channel;
 use crate::config::{AuthoritySettings, KeySettings, Settings};
@@ -133,6 +135,59 @@ fn partners(settings: &Settings, geocodes: &GeocodeTable) -> Result<Vec<Partner>
     Ok(out)
 }
 
+fn read_text(what: &str, path: Option<&PathBuf>) -> Result<String, DaemonError> {
+    let p = path.ok_or_else(|| {
+        DaemonError::Config(format!("{what} is required when the channel is enabled"))
+    })?;
+    std::fs::read_to_string(p)
+        .map_err(|e| DaemonError::Config(format!("{what} {}: {e}", p.display())))
+}
+
+fn read_ca(what: &str, path: Option<&PathBuf>) -> Result<Option<Vec<u8>>, DaemonError> {
+    path.map(|p| {
+        std::fs::read(p).map_err(|e| DaemonError::Config(format!("{what} {}: {e}", p.display())))
+    })
+    .transpose()
+}
+
+/// Build the APNs and FCM channels that are enabled.
+fn push_channels(
+    settings: &Settings,
+    metrics: &Metrics,
+    out: &mut Vec<(Arc<dyn Channel>, ChannelLimits)>,
+) -> Result<(), DaemonError> {
+    let a = &settings.channels.apns;
+    if a.enabled {
+        let pem = read_text("channels.apns.key_file", a.key_file.as_ref())?;
+        let ca = read_ca("channels.apns.ca", a.ca.as_ref())?;
+        let ch = ApnsChannel::new(a, &pem, ca.as_deref(), metrics.clone())
+            .map_err(|e| DaemonError::Config(format!("channels.apns: {e}")))?;
+        let limits = ChannelLimits {
+            concurrency: a.concurrency,
+            rate_per_sec: a.rate_per_sec,
+            burst: a.burst,
+        };
+        out.push((Arc::new(ch), limits));
+    }
+    let f = &settings.channels.fcm;
+    if f.enabled {
+        let sa = read_text(
+            "channels.fcm.service_account_file",
+            f.service_account_file.as_ref(),
+        )?;
+        let ca = read_ca("channels.fcm.ca", f.ca.as_ref())?;
+        let ch = FcmChannel::new(f, &sa, ca.as_deref(), metrics.clone())
+            .map_err(|e| DaemonError::Config(format!("channels.fcm: {e}")))?;
+        let limits = ChannelLimits {
+            concurrency: f.concurrency,
+            rate_per_sec: f.rate_per_sec,
+            burst: f.burst,
+        };
+        out.push((Arc::new(ch), limits));
+    }
+    Ok(())
+}
+
 impl Daemon {
     /// Build and start everything.
     pub async fn start(mut settings: Settings, extras: Extras) -> Result<Self, DaemonError> {
@@ -225,6 +280,9 @@ impl Daemon {
                 },
             ));
         }
+        push_channels(&settings, &metrics, &mut channels)?;
+        // The embedder's channels replace configured ones of the same name.
+        channels.retain(|(c, _)| !extras.channels.iter().any(|(e, _)| e.name() == c.name()));
         channels.extend(extras.channels);
         let dispatcher = Dispatcher::new(
             channels,

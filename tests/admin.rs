@@ -83,7 +83,7 @@ async fn health_metrics_progress_and_atom_feed() {
     // the inline CAP document parses back
     let start = atom.find("<alert").unwrap();
     let end = atom.find("</alert>").unwrap() + "</alert>".len();
-    tocsin::alert::cap::parse(atom[start..end].as_bytes(), &Default::default()).unwrap();
+    tocsin::alert::cap::parse(&atom.as_bytes()[start..end], &Default::default()).unwrap();
     c.close().await;
     d.shutdown().await;
 }

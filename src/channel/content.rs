@@ -78,7 +78,14 @@ impl AlertContent {
         h.update(recipient.to_be_bytes());
         let d = h.finalize();
         let x = hex::encode(&d[..16]);
-        format!("{}-{}-{}-{}-{}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &x[0..8],
+            &x[8..12],
+            &x[12..16],
+            &x[16..20],
+            &x[20..32]
+        )
     }
 
     /// True once the alert's expiry has passed.

@@ -6,8 +6,8 @@
 
 pub mod apns;
 pub mod content;
-pub mod feed;
 pub mod fcm;
+pub mod feed;
 pub mod push;
 pub mod sink;
 

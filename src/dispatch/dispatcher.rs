@@ -413,10 +413,11 @@ impl Job {
             }
         }
         if !cancelled {
+            // The final cursor rides the next periodic flush (no fsync per job).
             state.done = true;
             self.inner
                 .board
-                .publish(self.content.seq, channel, state.clone(), true);
+                .publish(self.content.seq, channel, state.clone(), false);
         }
         let left = self
             .jp

@@ -2,3 +2,20 @@
 //! HTTP/2 with TLS, the OAuth token endpoint), with fault injection. The
 //! integration tests, the push bench and `tocsin demo` use them; they are
 //! compiled into the library so the demo can run them in-process.
+//!
+//! `apns_server` (rules in `apns_request`) and `fcm_server` (rules in
+//! `fcm_message`) are the servers; `tls` and `keys` make the throwaway
+//! certificate and credentials they trust; `h2client` is a bare hyper
+//! client for tests and the bench's baseline. Servers start on the current
+//! tokio runtime at `127.0.0.1:0` and stop when dropped. Nothing here is
+//! used by the daemon's production path.
+
+pub mod apns_request;
+pub mod apns_server;
+pub mod fcm_message;
+pub mod fcm_server;
+pub mod h2client;
+mod jwt;
+pub mod keys;
+mod serve;
+pub mod tls;
