@@ -270,7 +270,12 @@ impl FcmChannel {
                     return o;
                 }
                 Verdict::Unauthenticated if !resend => {
-                    self.tokens.invalidate();
+                    let rejected = auth.to_str().unwrap_or_default();
+                    let rejected = rejected
+                        .strip_prefix("Bearer ")
+                        .unwrap_or(rejected)
+                        .to_owned();
+                    self.tokens.invalidate(&rejected);
                     match self.auth_header().await {
                         Ok(fresh) => auth = fresh,
                         Err(e) => {
@@ -491,7 +496,7 @@ mod server_tests {
         async fn token(&self) -> Result<Arc<str>, PushError> {
             Ok(Arc::from(*self.0.lock()))
         }
-        fn invalidate(&self) {
+        fn invalidate(&self, _rejected: &str) {
             *self.0.lock() = "new";
         }
     }

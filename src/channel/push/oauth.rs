@@ -19,9 +19,6 @@ use super::PushError;
 
 /// Refresh this long before the provider says the token expires.
 const EARLY_REFRESH: Duration = Duration::from_secs(5 * 60);
-/// `invalidate` is ignored for a token younger than this, so one burst of
-/// 401s answered with the old token does not fetch several new ones.
-const MIN_TOKEN_AGE_FOR_INVALIDATE: Duration = Duration::from_secs(5);
 const GRANT_TYPE: &str = "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer";
 
 /// A source of bearer tokens for a provider API.
@@ -29,8 +26,10 @@ const GRANT_TYPE: &str = "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
 pub trait TokenSource: Send + Sync {
     /// A currently valid access token (cached; fetched when needed).
     async fn token(&self) -> Result<Arc<str>, PushError>;
-    /// The provider refused the current token: fetch a new one next time.
-    fn invalidate(&self);
+    /// The provider refused `rejected`: when it is still the cached token,
+    /// fetch a new one next time (a burst of refusals of the same token
+    /// causes one fetch; a refusal of an older token causes none).
+    fn invalidate(&self, rejected: &str);
 }
 
 /// The fields of a Google service-account JSON key that the grant needs.
@@ -70,7 +69,6 @@ impl std::fmt::Debug for ServiceAccount {
 
 struct Cached {
     token: Arc<str>,
-    fetched: Instant,
     refresh_at: Instant,
 }
 
@@ -196,7 +194,6 @@ impl ServiceAccountTokenSource {
         self.refreshes.inc();
         Ok(Cached {
             token: Arc::from(t.access_token),
-            fetched: now,
             refresh_at: now + usable,
         })
     }
@@ -219,11 +216,9 @@ impl TokenSource for ServiceAccountTokenSource {
         Ok(token)
     }
 
-    fn invalidate(&self) {
+    fn invalidate(&self, rejected: &str) {
         let mut c = self.cache.lock();
-        if c.as_ref()
-            .is_some_and(|c| c.fetched.elapsed() >= MIN_TOKEN_AGE_FOR_INVALIDATE)
-        {
+        if c.as_ref().is_some_and(|c| &*c.token == rejected) {
             *c = None;
         }
     }
@@ -238,7 +233,7 @@ impl TokenSource for StaticToken {
         Ok(self.0.clone())
     }
 
-    fn invalidate(&self) {}
+    fn invalidate(&self, _rejected: &str) {}
 }
 
 #[cfg(test)]
