@@ -246,6 +246,8 @@ impl BareRequest {
 }
 
 struct Figures {
+    /// CPU time of the whole process (client, daemon and server) per request.
+    cpu_us: f64,
     per_sec: f64,
     secs: f64,
     p99_ms: f64,
@@ -271,6 +273,7 @@ async fn bare(
         );
     }
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu0 = cpu_secs();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for sr in senders {
@@ -317,8 +320,10 @@ async fn bare(
         n as u64,
         "server delivered count (bare)"
     );
+    let cpu_us = (cpu_secs() - cpu0) * 1e6 / n as f64;
     rtts.sort_unstable();
     Figures {
+        cpu_us,
         per_sec: n as f64 / secs,
         secs,
         p99_ms: quantile_us(&rtts, 0.99) / 1e3,
@@ -418,6 +423,7 @@ async fn daemon_path(
     let client = tocsin::client::IngestClient::connect(daemon.ingest_addr, "localhost", tls)
         .await
         .expect("QUIC connect");
+    let cpu0 = cpu_secs();
     let receipt = client.submit(&env).await.expect("submit");
     assert!(
         matches!(receipt, Receipt::Accepted { .. }),
@@ -451,6 +457,7 @@ async fn daemon_path(
     let secs = total
         .unwrap_or_else(|| progress.started.elapsed())
         .as_secs_f64();
+    let cpu_us = (cpu_secs() - cpu0) * 1e6 / n as f64;
     let delivered: u64 = progress
         .jobs
         .iter()
@@ -472,6 +479,7 @@ async fn daemon_path(
     let q = |name, p| histogram_quantile(&metrics, name, p).map_or(f64::NAN, |s| s * 1e3);
     DaemonFigures {
         run: Figures {
+            cpu_us,
             per_sec: n as f64 / secs,
             secs,
             p99_ms: q("tocsin_push_request_seconds", 0.99),
@@ -482,6 +490,16 @@ async fn daemon_path(
         delivery_p99_s: histogram_quantile(&metrics, "tocsin_delivery_seconds", 0.99)
             .map(|s| s.min(secs)),
     }
+}
+
+/// CPU time (user + system) this process has used so far, from /proc.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn machine_note() -> String {
@@ -573,7 +591,7 @@ fn main() {
         let only_daemon = std::env::var("TOCSIN_PUSH_ONLY").is_ok_and(|v| v == "daemon");
         for round in 0..rounds {
             let b = if only_daemon {
-                Figures { per_sec: f64::NAN, secs: 0.0, p99_ms: f64::NAN, p50_ms: f64::NAN }
+                Figures { cpu_us: f64::NAN, per_sec: f64::NAN, secs: 0.0, p99_ms: f64::NAN, p50_ms: f64::NAN }
             } else {
                 bare(&server, spec.clone(), n, conns, inflight).await
             };
@@ -593,11 +611,13 @@ fn main() {
         println!("push bench — local APNs-protocol server over TLS (HTTP/2), N = {n} per run");
         println!("machine: {}", machine_note());
         println!(
-            "{:<6} {:>12} {:>14} {:>7} {:>11} {:>11} {:>11} {:>11} {:>9} {:>13}",
+            "{:<6} {:>12} {:>14} {:>7} {:>10} {:>10} {:>11} {:>11} {:>11} {:>11} {:>9} {:>13}",
             "round",
             "bare req/s",
             "daemon dlv/s",
             "ratio",
+            "bare CPU",
+            "dmn CPU",
             "bare p50",
             "bare p99",
             "daemon p50",
@@ -607,11 +627,13 @@ fn main() {
         );
         for (i, (b, d)) in rows.iter().enumerate() {
             println!(
-                "{:<6} {:>12.0} {:>14.0} {:>6.1}% {:>9.2}ms {:>9.2}ms {:>9.2}ms {:>9.2}ms {:>7.1}ms {:>12.2}s",
+                "{:<6} {:>12.0} {:>14.0} {:>6.1}% {:>8.1}µs {:>8.1}µs {:>9.2}ms {:>9.2}ms {:>9.2}ms {:>9.2}ms {:>7.1}ms {:>12.2}s",
                 i,
                 b.per_sec,
                 d.run.per_sec,
                 100.0 * d.run.per_sec / b.per_sec,
+                b.cpu_us,
+                d.run.cpu_us,
                 b.p50_ms,
                 b.p99_ms,
                 d.run.p50_ms,
@@ -622,7 +644,8 @@ fn main() {
         }
         println!("(bare p50/p99: exact request round trips; daemon p50/p99: request round trips from the");
         println!(" tocsin_push_request_seconds histogram, interpolated in its power-of-two buckets;");
-        println!(" daemon dlv/s: N / (accept → last delivery); accept→dlv p99 from tocsin_delivery_seconds)");
+        println!(" daemon dlv/s: N / (accept → last delivery); accept→dlv p99 from tocsin_delivery_seconds;");
+        println!(" CPU: user+system time of this whole process — client or daemon AND server — per request)");
         let (b, d) = rows.last().expect("one round");
         let ok_abs = d.run.per_sec >= 50_000.0;
         let ok_rel = d.run.per_sec >= 0.8 * b.per_sec;

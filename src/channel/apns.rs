@@ -22,11 +22,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt as _};
 use http_body_util::Full;
 use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request};
 use prometheus_client::metrics::histogram::Histogram;
+use sha2::Digest as _;
 
 use super::push::h2pool::{H2Pool, H2Response, PoolOptions};
 use super::push::jwt::{Es256Signer, ProviderToken};
@@ -87,6 +89,34 @@ struct ErrorBody {
 struct BatchHeaders {
     expiration: HeaderValue,
     collapse_id: HeaderValue,
+    /// SHA-256 already fed the alert id: `apns-id` per recipient without
+    /// re-hashing the id or building intermediate strings.
+    uuid_seed: sha2::Sha256,
+}
+
+impl BatchHeaders {
+    /// `apns-id` for recipient `id`: exactly `AlertContent::delivery_uuid`
+    /// (lowercase 8-4-4-4-12 hex of the first 16 bytes of
+    /// SHA-256(alert id ‖ id as big-endian u32)), built in place.
+    fn apns_id(&self, id: u32) -> HeaderValue {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut h = self.uuid_seed.clone();
+        h.update(id.to_be_bytes());
+        let d = h.finalize();
+        let mut buf = [0u8; 36];
+        let mut j = 0;
+        for (i, b) in d[..16].iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                buf[j] = b'-';
+                j += 1;
+            }
+            buf[j] = HEX[usize::from(b >> 4)];
+            buf[j + 1] = HEX[usize::from(b & 0xf)];
+            j += 2;
+        }
+        // Hex digits and dashes: always a valid header value.
+        HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static(""))
+    }
 }
 
 /// The APNs channel.
@@ -177,7 +207,7 @@ impl ApnsChannel {
             status,
             headers,
             body,
-        } = self.pool.send(req).await?;
+        } = self.pool.send_untimed(req).await?;
         self.latency.observe(started.elapsed().as_secs_f64());
         let status = status.as_u16();
         let reason = if status == 200 || body.is_empty() {
@@ -192,7 +222,6 @@ impl ApnsChannel {
 
     async fn send_one(
         &self,
-        alert: &AlertContent,
         batch: &BatchHeaders,
         r: &Recipient<'_>,
         body: Bytes,
@@ -205,20 +234,20 @@ impl ApnsChannel {
         if !token_is_path_safe(r.address) {
             return bad_token;
         }
-        let Ok(path) = PathAndQuery::from_maybe_shared(Bytes::from(format!(
-            "{}{}",
-            self.path_prefix, r.address
-        ))) else {
+        let mut path = String::with_capacity(self.path_prefix.len() + r.address.len());
+        path.push_str(&self.path_prefix);
+        path.push_str(r.address);
+        let Ok(path) = PathAndQuery::from_maybe_shared(Bytes::from(path)) else {
             return bad_token;
         };
-        // A UUID is hex and dashes: always a valid header value.
-        let apns_id = HeaderValue::from_str(&alert.delivery_uuid(r.id))
-            .unwrap_or(HeaderValue::from_static(""));
+        let apns_id = batch.apns_id(r.id);
         let mut auth = auth.clone();
         for resend in [false, true] {
             let req = self.request(path.clone(), batch, &apns_id, auth.clone(), body.clone());
             let verdict = match self.attempt(req).await {
                 Ok(v) => v,
+                // (The batch deadline in `deliver` answers timeouts; this
+                // arm stays for a pool that enforces its own.)
                 Err(PushError::Timeout) => {
                     return Outcome::Retry {
                         after: None,
@@ -300,11 +329,19 @@ impl Channel for ApnsChannel {
             // 32 hex digits: always a valid header value.
             collapse_id: HeaderValue::from_str(&collapse_id)
                 .unwrap_or(HeaderValue::from_static("")),
+            uuid_seed: sha2::Sha256::new_with_prefix(alert.alert_id.as_bytes()),
         };
+        // Every request of the batch starts now, so one deadline for the
+        // batch is each request's timeout, without a timer per request.
+        let deadline = tokio::time::sleep(self.pool.request_timeout());
         let mut payloads: PerLanguage<'_, Bytes> = PerLanguage::default();
-        let sends: Vec<_> = recipients
+        let (batch, auth) = (&batch, &auth);
+        // Unordered (no reordering heap, no intermediate Vec of futures):
+        // each answer is written to its recipient's slot as it arrives.
+        let mut running: FuturesUnordered<_> = recipients
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(i, r)| {
                 let body = payloads
                     .get(alert, r.language, |info| {
                         render::apns_payload(
@@ -315,10 +352,30 @@ impl Channel for ApnsChannel {
                         )
                     })
                     .clone();
-                self.send_one(alert, &batch, r, body, &auth)
+                async move { (i, self.send_one(batch, r, body, auth).await) }
             })
             .collect();
-        out.extend(futures::future::join_all(sends).await);
+        let base = out.len();
+        out.resize(
+            base + recipients.len(),
+            Outcome::Retry {
+                after: None,
+                reason: "timeout",
+            },
+        );
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                biased;
+                next = running.next() => match next {
+                    Some((i, o)) => out[base + i] = o,
+                    None => break,
+                },
+                // Requests still running are dropped (cancelled) and stay
+                // `Retry { reason: "timeout" }`.
+                _ = &mut deadline => break,
+            }
+        }
     }
 }
 

@@ -144,8 +144,13 @@ fn start_push_servers(settings: &mut Settings) -> Result<PushServers, DemoError>
     let dir = settings.node.state_dir.join("push");
     std::fs::create_dir_all(&dir).map_err(err)?;
     let key = ApnsTestKey::generate();
-    let apns = ApnsServer::start(ApnsServerOptions::from_key(&key)).map_err(err)?;
-    let fcm = FcmServer::start(FcmServerOptions::test()).map_err(err)?;
+    // Count per token (exactly-once check) without keeping every payload.
+    let mut ao = ApnsServerOptions::from_key(&key);
+    ao.record = false;
+    let apns = ApnsServer::start(ao).map_err(err)?;
+    let mut fo = FcmServerOptions::test();
+    fo.record = false;
+    let fcm = FcmServer::start(fo).map_err(err)?;
     let write = |name: &str, data: &[u8]| -> Result<std::path::PathBuf, DemoError> {
         let p = dir.join(name);
         std::fs::write(&p, data).map_err(err)?;

@@ -63,6 +63,9 @@ pub struct ApnsServerOptions {
     pub max_concurrent_streams: u32,
     /// Keep every accepted notification in [`ApnsState::received`].
     pub record: bool,
+    /// Count accepted notifications per token even without `record` (cheap
+    /// exactly-once checks over a million deliveries).
+    pub count_tokens: bool,
 }
 
 impl ApnsServerOptions {
@@ -76,6 +79,7 @@ impl ApnsServerOptions {
             topic: DEFAULT_TOPIC.to_string(),
             max_concurrent_streams: 1000,
             record: true,
+            count_tokens: true,
         }
     }
 }
@@ -329,9 +333,11 @@ async fn handle(st: &ApnsState, kill: &ConnKill, req: Request<Incoming>) -> Resp
                 return reject(reason, apns_id);
             }
             st.delivered.fetch_add(1, Ordering::SeqCst);
+            let token = parts.uri.path().trim_start_matches("/3/device/");
             if st.cfg.record {
-                let token = parts.uri.path().trim_start_matches("/3/device/");
                 record(st, &parts.headers, token, &meta, &body);
+            } else if st.cfg.count_tokens {
+                *st.by_token.lock().entry(token.to_string()).or_insert(0) += 1;
             }
             let mut r = Response::new(Full::new(Bytes::new()));
             r.headers_mut().insert("apns-id", apns_id);

@@ -61,6 +61,8 @@ pub struct FcmServerOptions {
     pub service_account: ServiceAccountPublic,
     /// Keep every accepted message in [`FcmState::received`].
     pub record: bool,
+    /// Count accepted messages per token even without `record`.
+    pub count_tokens: bool,
     /// `SETTINGS_MAX_CONCURRENT_STREAMS` per HTTP/2 connection.
     pub max_concurrent_streams: u32,
 }
@@ -73,6 +75,7 @@ impl FcmServerOptions {
             project_id: sa.project_id.clone(),
             service_account: sa,
             record: true,
+            count_tokens: true,
             max_concurrent_streams: 1000,
         })
     }
@@ -409,8 +412,10 @@ async fn handle(st: &FcmState, kill: &ConnKill, req: Request<Incoming>) -> Resp 
         });
     }
     st.delivered.fetch_add(1, Ordering::SeqCst);
-    if st.cfg.record {
+    if st.cfg.record || st.cfg.count_tokens {
         *st.by_token.lock().entry(token.to_string()).or_insert(0) += 1;
+    }
+    if st.cfg.record {
         st.received.lock().push(FcmReceived {
             token: token.to_string(),
             message: value["message"].clone(),

@@ -216,33 +216,49 @@ impl H2Pool {
     /// Send one request on a pooled connection and read the whole response,
     /// within the request timeout.
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<H2Response, PushError> {
+        tokio::time::timeout(self.inner.request_timeout, self.send_untimed(req))
+            .await
+            .map_err(|_| PushError::Timeout)?
+    }
+
+    /// [`send`](Self::send) without its own timer: for a caller that bounds
+    /// a whole batch of requests, started together, by one deadline
+    /// ([`request_timeout`](Self::request_timeout)) instead of arming one
+    /// timer per request.
+    pub async fn send_untimed(&self, req: Request<Full<Bytes>>) -> Result<H2Response, PushError> {
         let inner = &self.inner;
-        let attempt = async {
-            let (slot, generation, mut sr) = inner.checkout().await?;
-            let resp = match sr.send_request(req).await {
-                Ok(r) => r,
-                Err(e) => {
-                    // Stream refused, connection reset or GOAWAY: whatever it
-                    // was, stop handing out this connection.
-                    inner.forget(slot, generation);
-                    return Err(PushError::Transport(e.to_string()));
-                }
-            };
-            let (parts, body) = resp.into_parts();
-            let body = Limited::new(body, MAX_BODY)
+        let (slot, generation, mut sr) = inner.checkout().await?;
+        let resp = match sr.send_request(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                // Stream refused, connection reset or GOAWAY: whatever it
+                // was, stop handing out this connection.
+                inner.forget(slot, generation);
+                return Err(PushError::Transport(e.to_string()));
+            }
+        };
+        let (parts, body) = resp.into_parts();
+        // Provider answers to a delivered notification have no body: skip
+        // the collector unless the server says one follows.
+        let body = if hyper::body::Body::is_end_stream(&body) {
+            Bytes::new()
+        } else {
+            Limited::new(body, MAX_BODY)
                 .collect()
                 .await
                 .map_err(|e| PushError::Transport(format!("response body: {e}")))?
-                .to_bytes();
-            Ok(H2Response {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            })
+                .to_bytes()
         };
-        tokio::time::timeout(inner.request_timeout, attempt)
-            .await
-            .map_err(|_| PushError::Timeout)?
+        Ok(H2Response {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// The whole-request timeout the pool was configured with.
+    pub fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
     }
 
     /// Open connections right now (closed ones not yet noticed may count).
@@ -271,7 +287,9 @@ impl Inner {
                 return Ok((i, generation, sr));
             }
         }
-        self.connect_slot(start).await
+        // Boxed: the connect future (TCP + TLS + HTTP/2 handshake) is large,
+        // and inlined it would make every request's future that large too.
+        Box::pin(self.connect_slot(start)).await
     }
 
     fn reconnect_in_background(self: &Arc<Self>, i: usize) {
