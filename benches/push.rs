@@ -1,6 +1,7 @@
 //! Push bench (DESIGN §10, issue 3 "Bench"): an end-to-end load run into the
 //! local APNs-protocol server (`testkit::apns_server`, HTTP/2 over TLS, JWT
-//! checked, `record = false` so it keeps no per-request data), in one process
+//! checked, `record = false` and `count_tokens = false` so it keeps no
+//! per-request data), in one process
 //! on one multi-thread tokio runtime, server and client sharing the cores:
 //!
 //! 1. BARE — N requests from a bare hyper HTTP/2 client
@@ -545,7 +546,9 @@ fn main() {
     rt.block_on(async move {
         let key = ApnsTestKey::generate();
         let mut opts = ApnsServerOptions::from_key(&key);
+        // No per-request data at all: no record, no per-token counts.
         opts.record = false;
+        opts.count_tokens = false;
         let server = ApnsServer::start(opts).expect("APNs server");
 
         // The bare client's request: the payload the channel renders for the

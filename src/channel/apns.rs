@@ -6,8 +6,10 @@
 //! notification), `apns-id` = a stable per-recipient UUID. The payload is
 //! rendered once per language per batch (`push::render`); every recipient of
 //! a batch is sent at once over the `push::h2pool` connections (the
-//! dispatcher bounds batches and concurrency). Status + `reason` map to
-//! outcomes: 410 and token errors drop the token, 429/5xx retry honouring
+//! dispatcher bounds batches and concurrency), driven by one
+//! `FuturesUnordered` and bounded by one deadline per batch (the requests
+//! start together, so that is each request's timeout without a timer each).
+//! Status + `reason` map to outcomes: 410 and token errors drop the token, 429/5xx retry honouring
 //! `Retry-After` (the dispatcher waits, never this channel), an expired or
 //! invalid provider token is re-minted and the request resent once.
 //!
