@@ -10,6 +10,7 @@ fn unit_verifies_and_scores_ok() {
     assert!(bin.exists());
     let out = std::process::Command::new("bash")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/check-systemd"))
+        .env("TOCSIN_BIN", bin)
         .output()
         .expect("run .ci/check-systemd (needs bash)");
     let text = format!(
