@@ -10,6 +10,7 @@ pub mod fcm;
 pub mod feed;
 pub mod push;
 pub mod sink;
+pub mod sms;
 
 use std::time::Duration;
 
