@@ -1,7 +1,6 @@
 //! The admin HTTP surface after a real submission: health, readiness,
 //! Prometheus metrics with the DESIGN §9 names, alert progress JSON and the
-//! Atom pull feed with the CAP document inline. Also: environment overrides
-//! of settings, and mutual TLS on the ingest.
+//! Atom pull feed with the CAP document inline. Also: mutual TLS on the ingest.
 
 mod support;
 
@@ -86,15 +85,6 @@ async fn health_metrics_progress_and_atom_feed() {
     tocsin::alert::cap::parse(&atom.as_bytes()[start..end], &Default::default()).unwrap();
     c.close().await;
     d.shutdown().await;
-}
-
-#[test]
-fn environment_overrides_settings() {
-    // Only this test sets the variable, and it reads it back at once.
-    std::env::set_var("TOCSIN__DISPATCH__BATCH_SIZE", "77");
-    let s = tocsin::config::Settings::from_toml("").unwrap();
-    std::env::remove_var("TOCSIN__DISPATCH__BATCH_SIZE");
-    assert_eq!(s.dispatch.batch_size, 77);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
