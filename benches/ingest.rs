@@ -37,7 +37,6 @@ use tocsin::journal::{AlertState, CommitOutcome, Journal, NewAlert};
 use tocsin::target::GeocodeTable;
 use tokio::task::JoinSet;
 
-const SAMPLE: &str = include_str!("../config/samples/missing-child.xml");
 const KID: &str = "gz-1";
 /// Submissions in flight at once (QUIC: concurrent streams on one connection).
 const IN_FLIGHT: usize = 64;
@@ -87,40 +86,7 @@ public_key = "{pk}"
     Settings::from_toml(&toml).expect("bench settings parse")
 }
 
-fn cap_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S-00:00").to_string()
-}
-
-/// Replace the text of every `<name>` element (as the tests' `set_all`).
-fn set_all(xml: &str, name: &str, value: &str) -> String {
-    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
-    let mut out = String::with_capacity(xml.len());
-    let mut rest = xml;
-    while let Some(i) = rest.find(&open) {
-        let after = &rest[i + open.len()..];
-        let j = after.find(&close).expect("closed element");
-        out.push_str(&rest[..i + open.len()]);
-        out.push_str(value);
-        rest = &after[j..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Remove every `<name>…</name>` element (as the tests' `remove_all`).
-fn remove_all(xml: &str, name: &str) -> String {
-    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
-    let mut out = String::with_capacity(xml.len());
-    let mut rest = xml;
-    while let Some(i) = rest.find(&open) {
-        let after = &rest[i..];
-        let j = after.find(&close).expect("closed element") + close.len();
-        out.push_str(&rest[..i]);
-        rest = &after[j..];
-    }
-    out.push_str(rest);
-    out
-}
+use tocsin::demo::sample::{cap_time, fresh_alert};
 
 /// Pre-signed, distinct alerts: the sample (zh + en, its 100 km circle, no
 /// geocode — as the integration tests send it) with times fixed at bench
@@ -136,11 +102,7 @@ struct Alerts {
 impl Alerts {
     fn new(now: DateTime<Utc>) -> Self {
         const MARK: &str = "@@IDENT@@";
-        let x = remove_all(SAMPLE, "geocode");
-        let x = set_all(&x, "identifier", MARK);
-        let x = set_all(&x, "sent", &cap_time(now));
-        let x = set_all(&x, "effective", &cap_time(now));
-        let x = set_all(&x, "expires", &cap_time(now + chrono::Duration::hours(24)));
+        let x = fresh_alert(MARK, now);
         let (head, tail) = x.split_once(MARK).expect("identifier marked");
         Self {
             head: head.into(),

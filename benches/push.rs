@@ -50,7 +50,6 @@ use tocsin::subscribers::{Audience, AudienceLoader};
 use tocsin::testkit::apns_server::{ApnsServer, ApnsServerOptions, DEFAULT_TOPIC};
 use tocsin::testkit::keys::ApnsTestKey;
 
-const SAMPLE: &str = include_str!("../config/samples/missing-child.xml");
 /// The sample alert's circle: 23.1291,113.2644, 100 km.
 const CENTRE: (f64, f64) = (23.1291, 113.2644);
 
@@ -106,43 +105,9 @@ fn audience(n: u32) -> Audience {
     l.build()
 }
 
-/// Replace the text of every `<name>…</name>` element.
-fn set_all(xml: &str, name: &str, value: &str) -> String {
-    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
-    let mut out = String::with_capacity(xml.len());
-    let mut rest = xml;
-    while let Some(i) = rest.find(&open) {
-        let after = &rest[i + open.len()..];
-        let j = after.find(&close).expect("closed element");
-        out.push_str(&rest[..i + open.len()]);
-        out.push_str(value);
-        rest = &after[j..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Remove every `<name>…</name>` element.
-fn remove_all(xml: &str, name: &str) -> String {
-    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
-    let mut out = String::with_capacity(xml.len());
-    let mut rest = xml;
-    while let Some(i) = rest.find(&open) {
-        let j = rest[i..].find(&close).expect("closed element") + close.len();
-        out.push_str(&rest[..i]);
-        rest = &rest[i + j..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// The sample alert with fresh times, identifier `ident` and only its circle.
 fn alert_xml(ident: &str) -> String {
-    let now = chrono::Utc::now();
-    let xml = tocsin::demo::refresh_times(SAMPLE.as_bytes(), now).expect("sample is UTF-8");
-    let xml = String::from_utf8(xml).expect("UTF-8");
-    let xml = set_all(&xml, "identifier", ident);
-    remove_all(&xml, "geocode")
+    tocsin::demo::sample::fresh_alert(ident, chrono::Utc::now())
 }
 
 /// p-quantile of sorted microsecond samples.
@@ -227,19 +192,9 @@ impl BareRequest {
         h.insert(APNS_PRIORITY, HeaderValue::from_static("10"));
         h.insert(APNS_EXPIRATION, self.expiration.clone());
         h.insert(APNS_COLLAPSE_ID, self.collapse_id.clone());
-        let x = format!(
-            "{:032x}",
-            u128::from(i) * 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835
-        );
-        let uuid = format!(
-            "{}-{}-{}-{}-{}",
-            &x[0..8],
-            &x[8..12],
-            &x[12..16],
-            &x[16..20],
-            &x[20..32]
-        );
-        h.insert(APNS_ID, HeaderValue::from_str(&uuid).expect("uuid"));
+        let seed = (u128::from(i) * 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835).to_be_bytes();
+        let uuid = tocsin::channel::content::uuid_text(&seed);
+        h.insert(APNS_ID, HeaderValue::from_bytes(&uuid).expect("uuid"));
         h.insert(APNS_TOPIC, self.topic.clone());
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         req

@@ -35,8 +35,9 @@ use sha2::Digest as _;
 use super::push::h2pool::{H2Pool, H2Response, PoolOptions};
 use super::push::jwt::{Es256Signer, ProviderToken};
 use super::push::render::{self, PerLanguage, Text};
-use super::push::{retry_after, token_tag, PushError};
+use super::push::{retry_after, token_tag, transport_outcome, PushError};
 use super::{AlertContent, Channel, Outcome, Reach, Recipient, SubscriberKind};
+use crate::channel::content::uuid_text;
 use crate::config::ApnsSettings;
 use crate::metrics::{ChannelLabel, Metrics};
 
@@ -101,23 +102,13 @@ impl BatchHeaders {
     /// (lowercase 8-4-4-4-12 hex of the first 16 bytes of
     /// SHA-256(alert id ‖ id as big-endian u32)), built in place.
     fn apns_id(&self, id: u32) -> HeaderValue {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut h = self.uuid_seed.clone();
         h.update(id.to_be_bytes());
         let d = h.finalize();
-        let mut buf = [0u8; 36];
-        let mut j = 0;
-        for (i, b) in d[..16].iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                buf[j] = b'-';
-                j += 1;
-            }
-            buf[j] = HEX[usize::from(b >> 4)];
-            buf[j + 1] = HEX[usize::from(b & 0xf)];
-            j += 2;
-        }
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&d[..16]);
         // Hex digits and dashes: always a valid header value.
-        HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static(""))
+        HeaderValue::from_bytes(&uuid_text(&b)).unwrap_or(HeaderValue::from_static(""))
     }
 }
 
@@ -248,21 +239,7 @@ impl ApnsChannel {
             let req = self.request(path.clone(), batch, &apns_id, auth.clone(), body.clone());
             let verdict = match self.attempt(req).await {
                 Ok(v) => v,
-                // (The batch deadline in `deliver` answers timeouts; this
-                // arm stays for a pool that enforces its own.)
-                Err(PushError::Timeout) => {
-                    return Outcome::Retry {
-                        after: None,
-                        reason: "timeout",
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "apns request failed");
-                    return Outcome::Retry {
-                        after: None,
-                        reason: "connection",
-                    };
-                }
+                Err(e) => return transport_outcome(CHANNEL, &e),
             };
             match verdict {
                 Verdict::Done(o) => {

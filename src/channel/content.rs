@@ -77,19 +77,30 @@ impl AlertContent {
         h.update(self.alert_id.as_bytes());
         h.update(recipient.to_be_bytes());
         let d = h.finalize();
-        let x = hex::encode(&d[..16]);
-        format!(
-            "{}-{}-{}-{}-{}",
-            &x[0..8],
-            &x[8..12],
-            &x[12..16],
-            &x[16..20],
-            &x[20..32]
-        )
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&d[..16]);
+        String::from_utf8_lossy(&uuid_text(&b)).into_owned()
     }
 
     /// True once the alert's expiry has passed.
     pub fn expired(&self, now: DateTime<Utc>) -> bool {
         self.expires.is_some_and(|e| now >= e)
     }
+}
+
+/// 16 bytes as lowercase 8-4-4-4-12 hex (the textual UUID form), on the stack.
+pub fn uuid_text(bytes: &[u8; 16]) -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 36];
+    let mut j = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            buf[j] = b'-';
+            j += 1;
+        }
+        buf[j] = HEX[usize::from(b >> 4)];
+        buf[j + 1] = HEX[usize::from(b & 0xf)];
+        j += 2;
+    }
+    buf
 }

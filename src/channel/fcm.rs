@@ -28,7 +28,7 @@ use serde::Deserialize;
 use super::push::h2pool::{H2Pool, H2Response, PoolOptions};
 use super::push::oauth::{ServiceAccount, ServiceAccountTokenSource, TokenSource};
 use super::push::render::{self, FcmTemplate, PerLanguage, Text};
-use super::push::{retry_after, token_tag, PushError};
+use super::push::{retry_after, token_tag, transport_outcome, PushError};
 use super::{AlertContent, Channel, Outcome, Reach, Recipient, SubscriberKind};
 use crate::config::FcmSettings;
 use crate::metrics::{ChannelLabel, Metrics};
@@ -248,19 +248,7 @@ impl FcmChannel {
         for resend in [false, true] {
             let verdict = match self.attempt(auth.clone(), body.clone()).await {
                 Ok(v) => v,
-                Err(PushError::Timeout) => {
-                    return Outcome::Retry {
-                        after: None,
-                        reason: "timeout",
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "fcm request failed");
-                    return Outcome::Retry {
-                        after: None,
-                        reason: "connection",
-                    };
-                }
+                Err(e) => return transport_outcome("fcm", &e),
             };
             match verdict {
                 Verdict::Done(o) => {

@@ -7,6 +7,7 @@
 //! SMS, e-mail) are stood in by in-process sinks, and the report says so.
 
 pub mod receiver;
+pub mod sample;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use crate::daemon::{Daemon, Extras};
 use crate::dispatch::ChannelLimits;
 use crate::ingest::Receipt;
 use crate::subscribers::{Audience, AudienceLoader};
+pub use sample::SAMPLE_ALERT;
+use sample::{cap_time, set_elements};
 
 /// Demo failures.
 #[derive(Debug, thiserror::Error)]
@@ -39,53 +42,13 @@ pub struct DemoOptions {
     pub subscribers: u32,
 }
 
-/// The sample alert shipped with the project.
-pub const SAMPLE_ALERT: &str = include_str!("../../config/samples/missing-child.xml");
 const EMBEDDED_CONFIG: &str = include_str!("../../config/tocsin.toml");
-
-/// Replace the text of every `<name>…</name>` element with `value`.
-fn replace_elements(xml: &str, name: &str, value: impl Fn() -> String) -> String {
-    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
-    let mut out = String::with_capacity(xml.len());
-    let mut rest = xml;
-    while let Some(i) = rest.find(&open) {
-        let after = &rest[i + open.len()..];
-        let Some(j) = after.find(&close) else { break };
-        out.push_str(&rest[..i + open.len()]);
-        out.push_str(&value());
-        rest = &after[j..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Remove every `<name>…</name>` element.
-fn remove_elements(xml: &str, name: &str) -> String {
-    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
-    let mut out = String::with_capacity(xml.len());
-    let mut rest = xml;
-    while let Some(i) = rest.find(&open) {
-        let Some(j) = rest[i..].find(&close) else {
-            break;
-        };
-        out.push_str(&rest[..i]);
-        rest = &rest[i + j + close.len()..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn cap_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S-00:00").to_string()
-}
 
 /// Set `<sent>` to `now` and every `<expires>` to `now + 48 h` (for `send --now`).
 pub fn refresh_times(xml: &[u8], now: DateTime<Utc>) -> Result<Vec<u8>, DemoError> {
     let text = std::str::from_utf8(xml).map_err(|_| DemoError("CAP file is not UTF-8".into()))?;
-    let t = replace_elements(text, "sent", || cap_time(now));
-    let t = replace_elements(&t, "expires", || {
-        cap_time(now + chrono::Duration::hours(48))
-    });
+    let t = set_elements(text, "sent", &cap_time(now));
+    let t = set_elements(&t, "expires", &cap_time(now + chrono::Duration::hours(48)));
     Ok(t.into_bytes())
 }
 
@@ -201,7 +164,6 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     println!("tocsin demo — the whole flow on this machine\n");
     let mut settings = Settings::from_toml(EMBEDDED_CONFIG).map_err(err)?;
     settings.node.state_dir = "var/demo".into();
-    let _ = std::fs::remove_dir_all("var/demo/tocsin.redb");
     let _ = std::fs::remove_file("var/demo/tocsin.redb");
     // Keep the configured ports when free, else take ephemeral ones.
     if std::net::UdpSocket::bind(settings.ingest.listen).is_err() {
@@ -289,17 +251,11 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         daemon.ingest_addr, daemon.admin_addr
     );
 
-    // Sign and send the sample alert, fresh times and a per-run identifier.
+    // Sign and send the sample alert: fresh times, a per-run identifier, and
+    // only its circle (the province geocode dropped).
     let now = Utc::now();
-    let xml = refresh_times(SAMPLE_ALERT.as_bytes(), now)?;
     let ident = format!("demo-{}", now.format("%Y%m%dT%H%M%S%.3f"));
-    let xml = replace_elements(
-        std::str::from_utf8(&xml).map_err(err)?,
-        "identifier",
-        || ident.clone(),
-    );
-    // The demo shows a circle: drop the province geocode the sample also carries.
-    let xml = remove_elements(&xml, "geocode");
+    let xml = sample::fresh_alert(&ident, now);
     let env = sign1(xml.as_bytes(), &key_id_for(&key.verifying_key()), &key).map_err(err)?;
     let roots = crate::tls::load_certs(&dev.cert).map_err(err)?;
     let tls = crate::tls::client_config(roots, None).map_err(err)?;

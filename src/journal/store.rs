@@ -268,31 +268,6 @@ impl Journal {
         Ok(out)
     }
 
-    /// Store subscribers, assigning ids; returns the first id given.
-    pub fn add_subscribers(&self, subs: &[SubscriberRecord]) -> Result<u32, JournalError> {
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(Durability::Immediate)?;
-        let first;
-        {
-            let mut t = tx.open_table(SUBSCRIBERS)?;
-            let mut meta = tx.open_table(META)?;
-            let next = meta.get("next_subscriber")?.map(|v| v.value()).unwrap_or(0);
-            first = u32::try_from(next).map_err(|_| corrupt("subscriber ids exhausted"))?;
-            let mut buf = Vec::with_capacity(128);
-            let mut id = first;
-            for s in subs {
-                s.encode(&mut buf);
-                t.insert(id, buf.as_slice())?;
-                id = id
-                    .checked_add(1)
-                    .ok_or_else(|| corrupt("subscriber ids exhausted"))?;
-            }
-            meta.insert("next_subscriber", u64::from(id))?;
-        }
-        tx.commit()?;
-        Ok(first)
-    }
-
     /// Start an all-or-nothing import: nothing is visible until `commit`,
     /// and dropping the import leaves the journal as it was.
     pub fn begin_import(&self) -> Result<SubscriberImport, JournalError> {

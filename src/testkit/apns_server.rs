@@ -205,17 +205,10 @@ impl ApnsState {
         let v = (u128::from(self.id_seed) << 64) | u128::from(n);
         // version 4, variant 10xx
         let v = (v & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
-        let mut buf = [0u8; 36];
-        let mut i = 0;
-        for (k, shift) in (0..32).rev().map(|d| d * 4).enumerate() {
-            if matches!(k, 8 | 12 | 16 | 20) {
-                buf[i] = b'-';
-                i += 1;
-            }
-            buf[i] = b"0123456789ABCDEF"[((v >> shift) & 0xf) as usize];
-            i += 1;
-        }
-        HeaderValue::from_bytes(&buf).expect("hex digits and dashes are a valid header value")
+        // Apple answers with upper-case UUIDs.
+        let mut buf = crate::channel::content::uuid_text(&v.to_be_bytes());
+        buf.make_ascii_uppercase();
+        HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static(""))
     }
 }
 

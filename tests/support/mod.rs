@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use ed25519_dalek::SigningKey;
 use tocsin::alert::envelope::sign1;
 use tocsin::client::IngestClient;
@@ -17,7 +17,8 @@ use tocsin::config::Settings;
 use tocsin::demo::receiver::{self, Received};
 use tocsin::ingest::Receipt;
 
-pub const SAMPLE: &str = include_str!("../../config/samples/missing-child.xml");
+#[allow(unused_imports)] // used by some test binaries only
+pub use tocsin::demo::SAMPLE_ALERT as SAMPLE;
 
 /// Deterministic test keys: valid, revoked, expired, other-authority.
 pub fn key(seed: u8) -> SigningKey {
@@ -28,49 +29,13 @@ pub fn b64(k: &SigningKey) -> String {
     base64::engine::general_purpose::STANDARD.encode(k.verifying_key().as_bytes())
 }
 
-pub fn cap_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S-00:00").to_string()
-}
-
-/// Replace the text of every `<name>` element.
-pub fn set_all(xml: &str, name: &str, value: &str) -> String {
-    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
-    let mut out = String::new();
-    let mut rest = xml;
-    while let Some(i) = rest.find(&open) {
-        let after = &rest[i + open.len()..];
-        let j = after.find(&close).expect("closed element");
-        out.push_str(&rest[..i + open.len()]);
-        out.push_str(value);
-        rest = &after[j..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Remove every `<name>…</name>` element.
-pub fn remove_all(xml: &str, name: &str) -> String {
-    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
-    let mut out = String::new();
-    let mut rest = xml;
-    while let Some(i) = rest.find(&open) {
-        let after = &rest[i..];
-        let j = after.find(&close).expect("closed element") + close.len();
-        out.push_str(&rest[..i]);
-        rest = &after[j..];
-    }
-    out.push_str(rest);
-    out
-}
+pub use tocsin::demo::sample::cap_time;
+pub use tocsin::demo::sample::remove_elements as remove_all;
+pub use tocsin::demo::sample::set_elements as set_all;
 
 /// The sample alert with a unique identifier, fresh times and only its circle.
 pub fn alert_xml(ident: &str) -> String {
-    let now = Utc::now();
-    let x = remove_all(SAMPLE, "geocode");
-    let x = set_all(&x, "identifier", ident);
-    let x = set_all(&x, "sent", &cap_time(now));
-    let x = set_all(&x, "effective", &cap_time(now));
-    set_all(&x, "expires", &cap_time(now + chrono::Duration::hours(24)))
+    tocsin::demo::sample::fresh_alert(ident, Utc::now())
 }
 
 /// An Update or Cancel of `xml` (same sender), referencing it.

@@ -70,6 +70,22 @@ pub(crate) fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// The outcome of a request that got no HTTP answer: retried, on another
+/// connection when the pool replaced this one.
+pub fn transport_outcome(channel: &'static str, e: &PushError) -> crate::channel::Outcome {
+    let reason = match e {
+        PushError::Timeout => "timeout",
+        _ => {
+            tracing::debug!(channel, error = %e, "push request failed");
+            "connection"
+        }
+    };
+    crate::channel::Outcome::Retry {
+        after: None,
+        reason,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
