@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request};
 
 use tocsin::alert::cap::{self, CapLimits};
@@ -171,12 +171,9 @@ struct BareRequest {
     body: Bytes,
 }
 
-const APNS_PUSH_TYPE: HeaderName = HeaderName::from_static("apns-push-type");
-const APNS_PRIORITY: HeaderName = HeaderName::from_static("apns-priority");
-const APNS_EXPIRATION: HeaderName = HeaderName::from_static("apns-expiration");
-const APNS_COLLAPSE_ID: HeaderName = HeaderName::from_static("apns-collapse-id");
-const APNS_ID: HeaderName = HeaderName::from_static("apns-id");
-const APNS_TOPIC: HeaderName = HeaderName::from_static("apns-topic");
+use tocsin::channel::apns::{
+    APNS_COLLAPSE_ID, APNS_EXPIRATION, APNS_ID, APNS_PRIORITY, APNS_PUSH_TYPE, APNS_TOPIC,
+};
 
 impl BareRequest {
     fn build(&self, i: u32) -> Request<Full<Bytes>> {

@@ -42,12 +42,13 @@ use crate::config::ApnsSettings;
 use crate::metrics::{ChannelLabel, Metrics};
 
 const CHANNEL: &str = "apns";
-const APNS_PUSH_TYPE: HeaderName = HeaderName::from_static("apns-push-type");
-const APNS_PRIORITY: HeaderName = HeaderName::from_static("apns-priority");
-const APNS_EXPIRATION: HeaderName = HeaderName::from_static("apns-expiration");
-const APNS_COLLAPSE_ID: HeaderName = HeaderName::from_static("apns-collapse-id");
-const APNS_ID: HeaderName = HeaderName::from_static("apns-id");
-const APNS_TOPIC: HeaderName = HeaderName::from_static("apns-topic");
+/// Request header names APNs defines (shared with the push bench).
+pub const APNS_PUSH_TYPE: HeaderName = HeaderName::from_static("apns-push-type");
+pub const APNS_PRIORITY: HeaderName = HeaderName::from_static("apns-priority");
+pub const APNS_EXPIRATION: HeaderName = HeaderName::from_static("apns-expiration");
+pub const APNS_COLLAPSE_ID: HeaderName = HeaderName::from_static("apns-collapse-id");
+pub const APNS_ID: HeaderName = HeaderName::from_static("apns-id");
+pub const APNS_TOPIC: HeaderName = HeaderName::from_static("apns-topic");
 
 /// What one APNs answer means for the delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
