@@ -496,7 +496,7 @@ fn main() {
     );
 
     rt.block_on(async move {
-        let key = ApnsTestKey::generate();
+        let key = ApnsTestKey::generate().expect("P-256 key");
         let mut opts = ApnsServerOptions::from_key(&key);
         // No per-request data at all: no record, no per-token counts.
         opts.record = false;

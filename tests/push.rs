@@ -77,7 +77,7 @@ struct Setup {
 
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let key = ApnsTestKey::generate();
+    let key = ApnsTestKey::generate().unwrap();
     let apns = ApnsServer::start(ApnsServerOptions::from_key(&key)).unwrap();
     let fcm = FcmServer::start(FcmServerOptions::test()).unwrap();
     let p = dir.path();

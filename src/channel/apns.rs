@@ -476,7 +476,7 @@ mod server_tests {
     use std::sync::atomic::Ordering;
 
     fn setup() -> (ApnsServer, ApnsChannel, Metrics) {
-        let key = ApnsTestKey::generate();
+        let key = ApnsTestKey::generate().unwrap();
         let server = ApnsServer::start(ApnsServerOptions::from_key(&key)).expect("server");
         let settings = ApnsSettings {
             base_url: server.base_url(),
@@ -650,7 +650,7 @@ mod server_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "measurement, not a check"]
     async fn throughput() {
-        let key = ApnsTestKey::generate();
+        let key = ApnsTestKey::generate().unwrap();
         let mut opts = ApnsServerOptions::from_key(&key);
         opts.record = false;
         let server = ApnsServer::start(opts).expect("server");

@@ -535,8 +535,9 @@ mod server_tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sends_v1_messages_and_recovers_from_a_refused_access_token() {
-        let tls = TestTls::localhost();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls.server_config(&[b"h2"])));
+        let tls = TestTls::localhost().unwrap();
+        let acceptor =
+            tokio_rustls::TlsAcceptor::from(Arc::new(tls.server_config(&[b"h2"]).unwrap()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

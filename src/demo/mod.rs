@@ -106,7 +106,7 @@ fn start_push_servers(settings: &mut Settings) -> Result<PushServers, DemoError>
     use crate::testkit::keys::{test_service_account, ApnsTestKey};
     let dir = settings.node.state_dir.join("push");
     std::fs::create_dir_all(&dir).map_err(err)?;
-    let key = ApnsTestKey::generate();
+    let key = ApnsTestKey::generate().map_err(err)?;
     // Count per token (exactly-once check) without keeping every payload.
     let mut ao = ApnsServerOptions::from_key(&key);
     ao.record = false;

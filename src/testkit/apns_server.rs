@@ -223,13 +223,13 @@ pub struct ApnsServer {
 impl ApnsServer {
     /// Start on `127.0.0.1:0` on the current tokio runtime.
     pub fn start(opts: ApnsServerOptions) -> std::io::Result<ApnsServer> {
-        let tls = TestTls::localhost();
+        let tls = TestTls::localhost()?;
         let streams = opts.max_concurrent_streams;
         let state = Arc::new(ApnsState::new(opts));
         let st = state.clone();
         let listening = serve::listen(
             serve::bind()?,
-            tls.server_config(&[b"h2"]),
+            tls.server_config(&[b"h2"])?,
             move |io, kill| {
                 let st = st.clone();
                 async move {

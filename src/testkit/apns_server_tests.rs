@@ -21,7 +21,7 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let key = ApnsTestKey::generate();
+    let key = ApnsTestKey::generate().unwrap();
     let server = ApnsServer::start(ApnsServerOptions::from_key(&key)).unwrap();
     let send = connect_h2(server.addr(), server.ca_pem()).await.unwrap();
     let jwt = key.jwt(unix_secs() as u64);
@@ -141,7 +141,7 @@ async fn provider_token_is_checked() {
         (StatusCode::FORBIDDEN, "MissingProviderToken")
     );
     // signed by another key
-    let other = ApnsTestKey::generate().jwt(now);
+    let other = ApnsTestKey::generate().unwrap().jwt(now);
     let (st, _, body) = send(&mut f.send, request(&other, TOKEN), PAYLOAD).await;
     assert_eq!(
         (st, reason(&body)),
@@ -391,7 +391,7 @@ async fn close_after_drops_the_connection() {
 
 #[tokio::test]
 async fn advertises_max_concurrent_streams() {
-    let key = ApnsTestKey::generate();
+    let key = ApnsTestKey::generate().unwrap();
     let mut opts = ApnsServerOptions::from_key(&key);
     opts.max_concurrent_streams = 2;
     opts.record = false;
@@ -438,7 +438,7 @@ fn throughput() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let key = ApnsTestKey::generate();
+        let key = ApnsTestKey::generate().unwrap();
         let mut opts = ApnsServerOptions::from_key(&key);
         opts.record = false;
         let server = ApnsServer::start(opts).unwrap();

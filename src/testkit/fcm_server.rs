@@ -192,7 +192,7 @@ pub struct FcmServer {
 impl FcmServer {
     /// Start on `127.0.0.1:0` on the current tokio runtime.
     pub fn start(opts: FcmServerOptions) -> std::io::Result<FcmServer> {
-        let tls = TestTls::localhost();
+        let tls = TestTls::localhost()?;
         let streams = opts.max_concurrent_streams;
         let listener = serve::bind()?;
         let addr = listener.local_addr()?;
@@ -222,7 +222,7 @@ impl FcmServer {
         let st = state.clone();
         let listening = serve::listen(
             listener,
-            tls.server_config(&[b"h2", b"http/1.1"]),
+            tls.server_config(&[b"h2", b"http/1.1"])?,
             move |io, kill| {
                 let st = st.clone();
                 async move {

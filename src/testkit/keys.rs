@@ -21,17 +21,15 @@ pub struct ApnsTestKey {
 
 impl ApnsTestKey {
     /// A fresh P-256 key with team id `TEAM123456` and key id `KEY1234567`.
-    pub fn generate() -> ApnsTestKey {
-        // Key generation with a fixed, supported algorithm only fails if the
-        // system RNG is broken.
+    pub fn generate() -> std::io::Result<ApnsTestKey> {
         let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .expect("P-256 key generation");
-        ApnsTestKey {
+            .map_err(std::io::Error::other)?;
+        Ok(ApnsTestKey {
             team_id: "TEAM123456".to_string(),
             key_id: "KEY1234567".to_string(),
             p8_pem: kp.serialize_pem(),
             public_key: kp.public_key_raw().to_vec(),
-        }
+        })
     }
 
     /// A provider token (ES256 JWT, `kid` = key id, `iss` = team id) issued
@@ -144,7 +142,7 @@ mod tests {
 
     #[test]
     fn apns_key_signs_and_verifies() {
-        let k = ApnsTestKey::generate();
+        let k = ApnsTestKey::generate().unwrap();
         assert!(k.p8_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
         let der = pem_body(&k.p8_pem, "PRIVATE KEY").unwrap();
         let rng = ring::rand::SystemRandom::new();

@@ -20,34 +20,33 @@ pub struct TestTls {
 
 impl TestTls {
     /// A fresh self-signed certificate valid for `localhost` and `127.0.0.1`.
-    pub fn localhost() -> TestTls {
+    pub fn localhost() -> std::io::Result<TestTls> {
         let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-        // Generating a P-256 key and self-signing cannot fail for these fixed
-        // inputs; an error here is a broken rcgen build, not outside input.
-        let ck = rcgen::generate_simple_self_signed(names).expect("rcgen self-signed certificate");
-        TestTls {
+        let ck = rcgen::generate_simple_self_signed(names).map_err(std::io::Error::other)?;
+        Ok(TestTls {
             cert_pem: ck.cert.pem(),
             key_pem: ck.signing_key.serialize_pem(),
-        }
+        })
     }
 
     /// A rustls server config (ring provider) presenting this certificate
     /// and offering the given ALPN protocols in order.
-    pub fn server_config(&self, alpn: &[&[u8]]) -> rustls::ServerConfig {
-        // Both PEMs were produced by `localhost()`, so parsing them and
-        // building the config are invariants, not input handling.
-        let cert = CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).expect("own cert PEM");
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).expect("own key PEM");
+    pub fn server_config(&self, alpn: &[&[u8]]) -> std::io::Result<rustls::ServerConfig> {
+        fn other(e: impl std::fmt::Display) -> std::io::Error {
+            std::io::Error::other(e.to_string())
+        }
+        let cert = CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).map_err(other)?;
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(other)?;
         let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
+        .map_err(other)?
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)
-        .expect("own certificate and key match");
+        .map_err(other)?;
         cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        cfg
+        Ok(cfg)
     }
 
     /// The PEM a client adds to its roots to trust this server.
@@ -57,8 +56,8 @@ impl TestTls {
 
     /// A rustls client config (ring provider) trusting only this
     /// certificate, offering the given ALPN protocols.
-    pub fn client_config(&self, alpn: &[&[u8]]) -> rustls::ClientConfig {
-        client_config(self.ca_pem(), alpn).expect("own cert PEM is a valid root")
+    pub fn client_config(&self, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, rustls::Error> {
+        client_config(self.ca_pem(), alpn)
     }
 }
 
