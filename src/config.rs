@@ -150,6 +150,8 @@ pub struct ChannelSettings {
     pub feed: FeedSettings,
     pub apns: ApnsSettings,
     pub fcm: FcmSettings,
+    pub sms: SmsSettings,
+    pub email: EmailSettings,
 }
 
 /// Apple Push Notification service (HTTP/2, token auth).
@@ -237,6 +239,212 @@ impl Default for FcmSettings {
             ca: None,
         }
     }
+}
+
+/// SMS through SMS centres over SMPP 3.4, or through an HTTP gateway (Kannel `sendsms`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsSettings {
+    pub enabled: bool,
+    /// `smpp` (the `smsc` list) or `http` (the `http` gateway).
+    pub transport: SmsTransportKind,
+    /// Sender address shown on handsets (short code or alphanumeric id).
+    pub source_addr: String,
+    /// Most concatenated parts one alert SMS may take (1..=10).
+    pub max_parts: usize,
+    /// Deliveries (numbers) in flight at once over all gateways.
+    pub concurrency: usize,
+    /// Channel-wide token bucket (numbers/s) and burst.
+    pub rate_per_sec: f64,
+    pub burst: u32,
+    /// SMS centres reached over SMPP; numbers are spread over all binds of all of them.
+    pub smsc: Vec<SmscSettings>,
+    pub http: HttpSmsSettings,
+}
+
+impl Default for SmsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            transport: SmsTransportKind::Smpp,
+            source_addr: "TOCSIN".into(),
+            max_parts: 2,
+            concurrency: 256,
+            rate_per_sec: 500.0,
+            burst: 100,
+            smsc: Vec::new(),
+            http: HttpSmsSettings::default(),
+        }
+    }
+}
+
+/// Which SMS transport the channel uses.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsTransportKind {
+    Smpp,
+    Http,
+}
+
+/// One SMS centre (SMPP 3.4 server).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmscSettings {
+    /// Label for metrics and logs.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// SMPP over TLS (`smpps`).
+    pub tls: bool,
+    /// Extra CA certificate (PEM) trusted for `tls`.
+    pub ca: Option<PathBuf>,
+    pub system_id: String,
+    pub password: Option<String>,
+    /// File holding the password (systemd credentials); exclusive with `password`.
+    pub password_file: Option<PathBuf>,
+    pub system_type: String,
+    /// Bind as transceiver to receive delivery receipts (else transmitter).
+    pub transceiver: bool,
+    /// Ask the SMSC for delivery receipts (`registered_delivery`).
+    pub delivery_receipts: bool,
+    /// Concurrent binds (sessions) to this SMSC.
+    pub binds: usize,
+    /// Outstanding `submit_sm` without a response, per bind.
+    pub window: usize,
+    /// This SMSC's own limit, in `submit_sm`/s over all its binds.
+    pub rate_per_sec: f64,
+    pub enquire_link_secs: u64,
+    pub response_timeout_ms: u64,
+    /// Reconnect backoff: first and longest delay.
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+    /// Send GSM-7 packed (8 septets in 7 octets) instead of one septet per octet.
+    pub gsm7_packed: bool,
+}
+
+impl Default for SmscSettings {
+    fn default() -> Self {
+        Self {
+            name: "smsc".into(),
+            host: "127.0.0.1".into(),
+            port: 2775,
+            tls: false,
+            ca: None,
+            system_id: String::new(),
+            password: None,
+            password_file: None,
+            system_type: String::new(),
+            transceiver: true,
+            delivery_receipts: true,
+            binds: 2,
+            window: 32,
+            rate_per_sec: 200.0,
+            enquire_link_secs: 30,
+            response_timeout_ms: 10_000,
+            reconnect_min_ms: 200,
+            reconnect_max_ms: 30_000,
+            gsm7_packed: false,
+        }
+    }
+}
+
+/// An HTTP SMS gateway speaking Kannel's `sendsms` interface.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSmsSettings {
+    /// The `sendsms` URL, e.g. `http://127.0.0.1:13013/cgi-bin/sendsms`.
+    pub url: String,
+    pub username: String,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Kannel `smsc` routing id (optional).
+    pub smsc_id: Option<String>,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Requests/s to this gateway.
+    pub rate_per_sec: f64,
+    pub timeout_ms: u64,
+    /// Extra CA certificate (PEM) for an HTTPS gateway.
+    pub ca: Option<PathBuf>,
+    /// `dlr-url` Kannel calls back with delivery reports (optional).
+    pub dlr_url: Option<String>,
+}
+
+impl Default for HttpSmsSettings {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:13013/cgi-bin/sendsms".into(),
+            username: String::new(),
+            password: None,
+            password_file: None,
+            smsc_id: None,
+            concurrency: 32,
+            rate_per_sec: 200.0,
+            timeout_ms: 10_000,
+            ca: None,
+            dlr_url: None,
+        }
+    }
+}
+
+/// E-mail over SMTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailSettings {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    /// `starttls` (required), `tls` (implicit TLS, port 465) or `none` (loopback relays only).
+    pub security: SmtpSecurity,
+    /// Extra CA certificate (PEM) trusted for the relay.
+    pub ca: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// `From:` address, e.g. `Missing-child alerts <alerts@example.org>`.
+    pub from: String,
+    /// `List-Unsubscribe` target; `{id}` is replaced by the subscriber id.
+    pub unsubscribe_url: String,
+    /// Domain for `Message-ID`s (`<hash@domain>`).
+    pub message_id_domain: String,
+    /// Pooled SMTP connections.
+    pub connections: u32,
+    pub concurrency: usize,
+    pub rate_per_sec: f64,
+    pub burst: u32,
+    pub timeout_ms: u64,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            host: "127.0.0.1".into(),
+            port: 587,
+            security: SmtpSecurity::Starttls,
+            ca: None,
+            username: None,
+            password: None,
+            password_file: None,
+            from: "Missing-child alerts <alerts@localhost>".into(),
+            unsubscribe_url: "https://alerts.example.org/unsubscribe/{id}".into(),
+            message_id_domain: "tocsin.invalid".into(),
+            connections: 8,
+            concurrency: 64,
+            rate_per_sec: 200.0,
+            burst: 50,
+            timeout_ms: 30_000,
+        }
+    }
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    Starttls,
+    Tls,
+    None,
 }
 
 /// The partner-feed channel: HTTP POST of the signed envelope.

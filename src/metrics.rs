@@ -38,6 +38,20 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// `channel` and `gateway` labels (an SMSC, SMS gateway or SMTP relay by its configured name).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GatewayLabel {
+    pub channel: &'static str,
+    pub gateway: String,
+}
+
+/// `gateway` and delivery-receipt `status` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiptLabel {
+    pub gateway: String,
+    pub status: &'static str,
+}
+
 type HistFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -68,6 +82,14 @@ pub struct Metrics {
     pub recipients_dropped: Family<ChannelLabel, Counter>,
     /// Provider auth tokens minted (JWT or OAuth).
     pub auth_refreshes: Family<ChannelLabel, Counter>,
+    /// Round trip of one gateway request: SMPP `submit_sm`, HTTP `sendsms`, SMTP transaction.
+    pub gateway_request_seconds: HistFamily<GatewayLabel>,
+    /// Sessions up per gateway (SMPP binds).
+    pub gateway_sessions: Family<GatewayLabel, Gauge>,
+    /// SMS parts (PDUs) accepted by a gateway.
+    pub sms_parts: Family<GatewayLabel, Counter>,
+    /// Delivery receipts received, by final status.
+    pub sms_receipts: Family<ReceiptLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -172,6 +194,31 @@ impl Metrics {
             "Provider auth tokens minted (APNs JWT, FCM OAuth)",
             auth_refreshes.clone(),
         );
+        let gateway_request_seconds: HistFamily<GatewayLabel> =
+            Family::new_with_constructor(latency_histogram);
+        r.register(
+            "tocsin_gateway_request_seconds",
+            "Gateway round trip: SMPP submit_sm, HTTP sendsms or SMTP transaction",
+            gateway_request_seconds.clone(),
+        );
+        let gateway_sessions = Family::<GatewayLabel, Gauge>::default();
+        r.register(
+            "tocsin_gateway_sessions",
+            "Sessions up per gateway (SMPP binds)",
+            gateway_sessions.clone(),
+        );
+        let sms_parts = Family::<GatewayLabel, Counter>::default();
+        r.register(
+            "tocsin_sms_parts",
+            "SMS parts (submit_sm PDUs or sendsms requests) accepted by a gateway",
+            sms_parts.clone(),
+        );
+        let sms_receipts = Family::<ReceiptLabel, Counter>::default();
+        r.register(
+            "tocsin_sms_receipts",
+            "SMS delivery receipts received, by final status",
+            sms_receipts.clone(),
+        );
         Self {
             registry: Arc::new(r),
             alerts,
@@ -189,6 +236,10 @@ impl Metrics {
             push_connections,
             recipients_dropped,
             auth_refreshes,
+            gateway_request_seconds,
+            gateway_sessions,
+            sms_parts,
+            sms_receipts,
         }
     }
 

@@ -82,6 +82,22 @@ impl AlertContent {
         String::from_utf8_lossy(&uuid_text(&b)).into_owned()
     }
 
+    /// The link people follow for details: the info block's `<web>`, else this alert's
+    /// public page under `public_url` (the admin API's `/v1/alerts/{seq}`).
+    pub fn public_link(&self, info: Option<&Info>, public_url: &str) -> String {
+        match info
+            .and_then(|i| i.web.as_deref())
+            .filter(|w| !w.trim().is_empty())
+        {
+            Some(web) => web.trim().to_string(),
+            None => format!(
+                "{}/v1/alerts/{}",
+                public_url.trim_end_matches('/'),
+                self.seq
+            ),
+        }
+    }
+
     /// True once the alert's expiry has passed.
     pub fn expired(&self, now: DateTime<Utc>) -> bool {
         self.expires.is_some_and(|e| now >= e)

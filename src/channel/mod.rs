@@ -2,7 +2,8 @@
 //! recipients in, one `Outcome` per recipient out. The dispatcher owns
 //! ordering, rate limits, retries and cursors; a channel only speaks its
 //! protocol. Implementations: `feed` (partner HTTP POST of the signed
-//! envelope) and `sink` (in-process counter for the demo and benches).
+//! envelope), `apns` and `fcm` (push), `sms` (SMPP or HTTP gateway), `email`
+//! (SMTP) and `sink` (in-process counter for the demo and benches).
 
 pub mod apns;
 pub mod content;
@@ -105,4 +106,8 @@ pub trait Channel: Send + Sync + 'static {
         recipients: &[Recipient<'_>],
         out: &mut Vec<Outcome>,
     );
+
+    /// Close provider sessions politely; called once when the daemon shuts down,
+    /// after the last batch.
+    async fn close(&self) {}
 }

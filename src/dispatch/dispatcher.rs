@@ -186,6 +186,9 @@ impl Dispatcher {
         self.inner.stop.cancel();
         let (b, j) = (self.inner.board.clone(), self.inner.journal.clone());
         let _ = tokio::task::spawn_blocking(move || b.flush(&j)).await;
+        for slot in &self.inner.slots {
+            slot.channel.close().await;
+        }
     }
 
     /// Start (or resume, from `cursors`) the fan-out of one alert.

@@ -17,6 +17,8 @@ use tocsin::config::Settings;
 use tocsin::demo::receiver::{self, Received};
 use tocsin::ingest::Receipt;
 
+pub mod peers;
+
 #[allow(unused_imports)] // used by some test binaries only
 pub use tocsin::demo::SAMPLE_ALERT as SAMPLE;
 
