@@ -632,6 +632,21 @@ impl Settings {
         {
             return bad("channels.feed.rate_per_sec and concurrency must be > 0".into());
         }
+        let sms = &self.channels.sms;
+        if sms.enabled {
+            if !(1..=10).contains(&sms.max_parts) {
+                return bad("channels.sms.max_parts must be within 1..=10".into());
+            }
+            if !(sms.rate_per_sec > 0.0) || sms.concurrency == 0 {
+                return bad("channels.sms.rate_per_sec and concurrency must be > 0".into());
+            }
+            if sms.transport == SmsTransportKind::Smpp && sms.smsc.is_empty() {
+                return bad(
+                    "channels.sms.transport = \"smpp\" needs at least one [[channels.sms.smsc]]"
+                        .into(),
+                );
+            }
+        }
         let mut ids = std::collections::HashSet::new();
         for a in &self.authorities {
             if !ids.insert(a.id.as_str()) {

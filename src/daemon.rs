@@ -17,7 +17,10 @@ use crate::authority::{Coverage, Registry, Verifier};
 use crate::channel::apns::ApnsChannel;
 use crate::channel::fcm::FcmChannel;
 use crate::channel::feed::FeedChannel;
+use crate::channel::sms::smpp::SmppTransport;
+use crate::channel::sms::{SmsChannel, SmsTransport};
 use crate::channel::Channel;
+use crate::config::SmsTransportKind;
 use crate::config::{AuthoritySettings, KeySettings, Settings};
 use crate::dispatch::{ChannelLimits, Dispatcher, Partner};
 use crate::http::{router, AdminState};
@@ -188,6 +191,65 @@ fn push_channels(
     Ok(())
 }
 
+/// A secret given inline or in a file (systemd credentials), at most one of the two.
+fn secret(
+    what: &str,
+    inline: Option<&String>,
+    file: Option<&PathBuf>,
+) -> Result<Option<String>, DaemonError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(DaemonError::Config(format!(
+            "{what}: set at most one of password, password_file"
+        ))),
+        (Some(p), None) => Ok(Some(p.clone())),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_string()))
+            .map_err(|e| DaemonError::Config(format!("{what} {}: {e}", f.display()))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Build the SMS channel when enabled, on the configured transport.
+fn sms_channel(
+    settings: &Settings,
+    metrics: &Metrics,
+    out: &mut Vec<(Arc<dyn Channel>, ChannelLimits)>,
+) -> Result<(), DaemonError> {
+    let s = &settings.channels.sms;
+    if !s.enabled {
+        return Ok(());
+    }
+    let transport: Arc<dyn SmsTransport> = match s.transport {
+        SmsTransportKind::Smpp => {
+            let mut smscs = Vec::with_capacity(s.smsc.len());
+            let mut cas = Vec::with_capacity(s.smsc.len());
+            for c in &s.smsc {
+                let what = format!("channels.sms.smsc {:?}", c.name);
+                let password = secret(&what, c.password.as_ref(), c.password_file.as_ref())?;
+                smscs.push((c.clone(), password.unwrap_or_default()));
+                cas.push(read_ca(&what, c.ca.as_ref())?);
+            }
+            Arc::new(
+                SmppTransport::start(&smscs, &s.source_addr, &cas, metrics.clone())
+                    .map_err(|e| DaemonError::Config(format!("channels.sms: {e}")))?,
+            )
+        }
+        SmsTransportKind::Http => {
+            return Err(DaemonError::Config(
+                "channels.sms.transport = \"http\" is not built yet".into(),
+            ))
+        }
+    };
+    let channel = SmsChannel::new(transport, &settings.admin.public_url, s.max_parts);
+    let limits = ChannelLimits {
+        concurrency: s.concurrency,
+        rate_per_sec: s.rate_per_sec,
+        burst: s.burst,
+    };
+    out.push((Arc::new(channel), limits));
+    Ok(())
+}
+
 impl Daemon {
     /// Build and start everything.
     pub async fn start(mut settings: Settings, extras: Extras) -> Result<Self, DaemonError> {
@@ -281,6 +343,7 @@ impl Daemon {
             ));
         }
         push_channels(&settings, &metrics, &mut channels)?;
+        sms_channel(&settings, &metrics, &mut channels)?;
         // The embedder's channels replace configured ones of the same name.
         channels.retain(|(c, _)| !extras.channels.iter().any(|(e, _)| e.name() == c.name()));
         channels.extend(extras.channels);

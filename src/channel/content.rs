@@ -28,6 +28,27 @@ pub struct AlertContent {
 }
 
 impl AlertContent {
+    /// Parse a CAP document into the content channels see, as journal entry `seq`
+    /// (tests, benches and the demo; the daemon builds it from a verified envelope).
+    pub fn from_xml(seq: u64, xml: &str) -> Result<Self, crate::alert::cap::CapError> {
+        let alert = crate::alert::cap::parse(xml.as_bytes(), &Default::default())?;
+        let expires = alert
+            .infos
+            .iter()
+            .filter_map(|i| i.expires)
+            .max()
+            .map(|e| e.with_timezone(&Utc));
+        Ok(Self {
+            seq,
+            alert_id: alert.alert_id(),
+            receipt: format!("test-{seq}"),
+            envelope: Arc::from(xml.as_bytes()),
+            alert,
+            accepted_at: Instant::now(),
+            expires,
+        })
+    }
+
     /// The message type (Alert, Update, Cancel).
     pub fn msg_type(&self) -> MsgType {
         self.alert.msg_type

@@ -5,6 +5,7 @@
 //! [`SmsTransport`], which maps the gateway's answer to an [`Outcome`].
 
 pub mod render;
+pub mod smpp;
 pub mod text;
 
 use std::sync::Arc;

@@ -213,6 +213,21 @@ impl Part {
         data
     }
 
+    /// UDH followed by the text with one GSM-7 septet per octet (the usual SMPP form of
+    /// `data_coding` 0; the SMSC packs for the air interface). UCS-2 is unchanged.
+    pub fn user_data_unpacked(&self) -> Vec<u8> {
+        let Coding::Gsm7 = self.coding else {
+            return self.user_data();
+        };
+        let udh_len = if self.udh.is_some() { UDH_LEN } else { 0 };
+        let mut data = Vec::with_capacity(udh_len + self.units);
+        if let Some(udh) = &self.udh {
+            data.extend_from_slice(udh);
+        }
+        data.extend(unpack_septets(&self.payload, self.units, udh_len));
+        data
+    }
+
     /// TP-UDL: septets (GSM-7, UDH and fill bits counted) or octets (UCS-2), UDH included.
     pub fn user_data_length(&self) -> usize {
         let udh_octets = if self.udh.is_some() { UDH_LEN } else { 0 };
@@ -260,6 +275,12 @@ pub fn pack_septets(septets: &[u8], fill: usize) -> Vec<u8> {
 /// Unpacks `septets` septets from `bytes`, the packed user data that follows a UDH of
 /// `udh_len` octets (0 without UDH), and decodes them; missing octets end the text early.
 pub fn decode_gsm7_packed(bytes: &[u8], septets: usize, udh_len: usize) -> String {
+    decode_gsm7(&unpack_septets(bytes, septets, udh_len))
+}
+
+/// Unpacks `septets` septets from packed user data that follows a UDH of `udh_len`
+/// octets (0 without UDH); missing octets end the result early.
+pub fn unpack_septets(bytes: &[u8], septets: usize, udh_len: usize) -> Vec<u8> {
     let fill = fill_bits(udh_len);
     let mut unpacked = Vec::with_capacity(septets);
     for i in 0..septets {
@@ -271,7 +292,7 @@ pub fn decode_gsm7_packed(bytes: &[u8], septets: usize, udh_len: usize) -> Strin
         let word = u16::from_le_bytes([low, high]) >> (bit % 8);
         unpacked.push((word & 0x7F) as u8);
     }
-    decode_gsm7(&unpacked)
+    unpacked
 }
 
 /// Text of UTF-16BE octets; unpaired surrogates and a trailing odd octet become U+FFFD.
@@ -821,5 +842,25 @@ mod tests {
         let fitted = fit_template(&["Headline", "112", &link], 1);
         assert_eq!(fitted, format!("112\n{link}"));
         assert!(encode(&fitted, 1, 1).is_err());
+    }
+
+    #[test]
+    fn unpacked_user_data_is_one_septet_per_octet_after_the_udh() {
+        let text = "Hello {world} ".repeat(20);
+        let parts = encode(&text, 9, 3).unwrap();
+        assert!(parts.len() > 1);
+        let mut septets = Vec::new();
+        for p in &parts {
+            let data = p.user_data_unpacked();
+            assert_eq!(&data[..UDH_LEN], &p.udh.unwrap());
+            assert_eq!(data.len(), UDH_LEN + p.units);
+            assert!(data[UDH_LEN..].iter().all(|&b| b < 0x80));
+            septets.extend_from_slice(&data[UDH_LEN..]);
+        }
+        assert_eq!(decode_gsm7(&septets), text);
+        let single = encode("Hi", 1, 1).unwrap();
+        assert_eq!(single[0].user_data_unpacked(), b"Hi");
+        let ucs2 = encode("寻人", 1, 1).unwrap();
+        assert_eq!(ucs2[0].user_data_unpacked(), ucs2[0].user_data());
     }
 }
