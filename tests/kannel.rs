@@ -371,11 +371,22 @@ async fn alerts_reach_kannels_smsc_as_rendered() {
     let channel = SmsChannel::new(Arc::new(http), PUBLIC_URL, 2);
     let now = chrono::Utc::now();
 
-    // English: two GSM-7 parts, each with its concatenation header, text intact.
-    let en = alert(0x2A, &fresh_alert("kannel-1", now));
+    // English: two GSM-7 parts, each with its concatenation header, text intact, also
+    // around characters of the GSM extension table (two septets each) and "@" (septet 0).
+    let description = "Reward €5,000 {EUR}: Li Xiaoming, 6, about 115 cm, red jacket \
+        [hood up], blue jeans | ask @ any police desk. "
+        .repeat(4);
+    let en = set_elements(&fresh_alert("kannel-1", now), "description", &description);
+    let en = set_elements(&en, "instruction", "Call 110 now.");
+    let en = alert(0x2A, &en);
     let want = expected(&en, "en");
     assert_eq!(want.parts.len(), 2);
     assert!(want.parts.iter().all(|p| p.coding == Coding::Gsm7));
+    assert!(
+        want.parts.iter().all(|p| p.text().contains('€')) && want.text.contains('@'),
+        "{:?}",
+        want.parts.iter().map(|p| p.text()).collect::<Vec<_>>()
+    );
     let out = deliver(&channel, &en, &[("+15550000001", "en")]).await;
     assert_eq!(out, [Outcome::Delivered]);
     let got = kannel.wait_received("+15550000001", 2);
