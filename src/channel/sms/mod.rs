@@ -4,6 +4,7 @@
 //! batch, checks numbers, and hands each recipient's message to the configured
 //! [`SmsTransport`], which maps the gateway's answer to an [`Outcome`].
 
+pub mod http;
 pub mod render;
 pub mod smpp;
 pub mod text;
