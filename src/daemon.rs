@@ -17,6 +17,7 @@ use crate::authority::{Coverage, Registry, Verifier};
 use crate::channel::apns::ApnsChannel;
 use crate::channel::fcm::FcmChannel;
 use crate::channel::feed::FeedChannel;
+use crate::channel::sms::http::HttpTransport;
 use crate::channel::sms::smpp::SmppTransport;
 use crate::channel::sms::{SmsChannel, SmsTransport};
 use crate::channel::Channel;
@@ -235,9 +236,17 @@ fn sms_channel(
             )
         }
         SmsTransportKind::Http => {
-            return Err(DaemonError::Config(
-                "channels.sms.transport = \"http\" is not built yet".into(),
-            ))
+            let h = &s.http;
+            let password = secret(
+                "channels.sms.http",
+                h.password.as_ref(),
+                h.password_file.as_ref(),
+            )?;
+            let ca = read_ca("channels.sms.http.ca", h.ca.as_ref())?;
+            Arc::new(
+                HttpTransport::new(h, &s.source_addr, password, ca.as_deref(), metrics.clone())
+                    .map_err(|e| DaemonError::Config(format!("channels.sms.http: {e}")))?,
+            )
         }
     };
     let channel = SmsChannel::new(transport, &settings.admin.public_url, s.max_parts);
