@@ -632,6 +632,11 @@ impl Settings {
         {
             return bad("channels.feed.rate_per_sec and concurrency must be > 0".into());
         }
+        if self.channels.email.enabled {
+            if let Err(e) = crate::channel::email::check_settings(&self.channels.email) {
+                return bad(format!("channels.email: {e}"));
+            }
+        }
         let mut ids = std::collections::HashSet::new();
         for a in &self.authorities {
             if !ids.insert(a.id.as_str()) {

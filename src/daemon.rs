@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alert::envelope::key_id_for;
 use crate::authority::{Coverage, Registry, Verifier};
 use crate::channel::apns::ApnsChannel;
+use crate::channel::email::EmailChannel;
 use crate::channel::fcm::FcmChannel;
 use crate::channel::feed::FeedChannel;
 use crate::channel::Channel;
@@ -188,6 +189,47 @@ fn push_channels(
     Ok(())
 }
 
+/// Build the e-mail channel when it is enabled.
+fn email_channel(
+    settings: &Settings,
+    metrics: &Metrics,
+    out: &mut Vec<(Arc<dyn Channel>, ChannelLimits)>,
+) -> Result<(), DaemonError> {
+    let e = &settings.channels.email;
+    if !e.enabled {
+        return Ok(());
+    }
+    let password = match (&e.password, &e.password_file) {
+        (Some(_), Some(_)) => {
+            return Err(DaemonError::Config(
+                "channels.email: set at most one of password, password_file".into(),
+            ))
+        }
+        (Some(p), None) => Some(p.clone()),
+        (None, Some(f)) => {
+            let p = read_text("channels.email.password_file", Some(f))?;
+            Some(p.trim_end_matches(['\r', '\n']).to_string())
+        }
+        (None, None) => None,
+    };
+    let ca = read_ca("channels.email.ca", e.ca.as_ref())?;
+    let ch = EmailChannel::new(
+        e,
+        &settings.admin.public_url,
+        password,
+        ca.as_deref(),
+        metrics.clone(),
+    )
+    .map_err(|err| DaemonError::Config(format!("channels.email: {err}")))?;
+    let limits = ChannelLimits {
+        concurrency: e.concurrency,
+        rate_per_sec: e.rate_per_sec,
+        burst: e.burst,
+    };
+    out.push((Arc::new(ch), limits));
+    Ok(())
+}
+
 impl Daemon {
     /// Build and start everything.
     pub async fn start(mut settings: Settings, extras: Extras) -> Result<Self, DaemonError> {
@@ -281,6 +323,7 @@ impl Daemon {
             ));
         }
         push_channels(&settings, &metrics, &mut channels)?;
+        email_channel(&settings, &metrics, &mut channels)?;
         // The embedder's channels replace configured ones of the same name.
         channels.retain(|(c, _)| !extras.channels.iter().any(|(e, _)| e.name() == c.name()));
         channels.extend(extras.channels);
