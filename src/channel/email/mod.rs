@@ -1,14 +1,19 @@
-//! E-mail channel: sends alerts over SMTP to one relay through `lettre`'s pooled async
-//! transport (STARTTLS required, implicit TLS, or plain to a loopback relay; an extra
-//! CA; optional AUTH). [`render`] owns the wording (subject, text and HTML, photo
-//! linked never attached) and [`mime`] the message assembly and ids; this module
-//! renders once per language per batch, checks addresses, sends each recipient its own
-//! transaction (concurrently, at most `connections` at once) and maps the relay's reply
-//! to an [`Outcome`] ([`reply_outcome`]). It never logs an address: only `token_tag`, a
+//! E-mail channel: sends alerts over SMTP to one relay with `lettre`'s SMTP client
+//! (STARTTLS required, implicit TLS, or plain to a loopback relay; an extra CA;
+//! optional AUTH) over a session pool of its own ([`pool`], which says why not
+//! lettre's). [`render`] owns the wording (subject, text and HTML, photo linked never
+//! attached), [`mime`] the message assembly and ids, and [`reply`] what a relay's
+//! refusal means; this module renders once per language per batch, checks addresses,
+//! and sends each recipient its own transaction (concurrently, at most `connections`
+//! at once) on a pooled session. Recipients that the relay refuses as mailboxes come
+//! back `Rejected { drop: true }`; the dispatcher removes them and counts
+//! `tocsin_recipients_dropped_total`. It never logs an address: only `token_tag`, a
 //! short hash.
 
 pub mod mime;
+pub mod pool;
 pub mod render;
+pub mod reply;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -18,14 +23,15 @@ use futures::stream::{FuturesUnordered, StreamExt as _};
 use lettre::address::Envelope;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::transport::smtp::response::Code;
-use lettre::transport::smtp::{Error as SmtpError, PoolConfig};
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
+use lettre::transport::smtp::Error as SmtpError;
+use lettre::Address;
 use prometheus_client::metrics::histogram::Histogram;
-use tokio::sync::Semaphore;
 
 use self::mime::{Addressing, MessageIds, Template};
+use self::pool::{Endpoint, Failure, Security, SmtpPool};
+use self::reply::reply_outcome;
 use crate::channel::push::render::PerLanguage;
 use crate::channel::push::token_tag;
 use crate::channel::{AlertContent, Channel, Outcome, Reach, Recipient, SubscriberKind};
@@ -46,9 +52,6 @@ pub enum EmailError {
     /// The TLS parameters (extra CA) are unusable.
     #[error("tls: {0}")]
     Tls(String),
-    /// The connection pool needs a Tokio runtime to start its housekeeping task.
-    #[error("the e-mail channel must be built inside a Tokio runtime")]
-    NoRuntime,
 }
 
 /// Check `channels.email` (also run by `Settings::validate` when it is enabled).
@@ -66,9 +69,8 @@ pub fn check_settings(s: &EmailSettings) -> Result<(), EmailError> {
     if s.password.is_some() && s.password_file.is_some() {
         return bad("set at most one of password, password_file");
     }
-    let has_password = s.password.is_some() || s.password_file.is_some();
-    if s.username.is_some() != has_password {
-        return bad("username and a password (password or password_file) go together");
+    if s.username.is_none() && (s.password.is_some() || s.password_file.is_some()) {
+        return bad("a password needs a username");
     }
     if s.security == SmtpSecurity::None && !is_loopback(&s.host) {
         return bad(
@@ -105,46 +107,6 @@ fn is_loopback(host: &str) -> bool {
     h.eq_ignore_ascii_case("localhost")
         || h.parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// The enhanced status code (RFC 3463) at the start of a reply text: `5.1.1 …` → (5, 1, 1).
-pub fn enhanced_status(text: &str) -> Option<(u8, u16, u16)> {
-    let word = text.split_whitespace().next()?;
-    let mut it = word.split('.');
-    let class = it.next()?.parse::<u8>().ok()?;
-    let subject = it.next()?.parse::<u16>().ok()?;
-    let detail = it.next()?.parse::<u16>().ok()?;
-    (it.next().is_none() && matches!(class, 2 | 4 | 5)).then_some((class, subject, detail))
-}
-
-/// Map a negative SMTP reply (code and text after the code) to an outcome. 4xx is
-/// transient; a 5xx drops the address only when it says the recipient's mailbox is bad:
-/// an enhanced code 5.1.x (except 5.1.7/5.1.8, which are about the sender), or, without
-/// an enhanced code, 550/551/553. Any other 5xx (a policy or content refusal such as
-/// `550 5.7.1`) fails this delivery but keeps the subscriber.
-pub fn reply_outcome(code: u16, text: &str) -> Outcome {
-    match code / 100 {
-        2 => Outcome::Delivered,
-        4 => Outcome::Retry {
-            after: None,
-            reason: "smtp_4xx",
-        },
-        5 => {
-            let drop = match enhanced_status(text) {
-                Some((5, 1, detail)) => !matches!(detail, 7 | 8),
-                Some(_) => false,
-                None => matches!(code, 550 | 551 | 553),
-            };
-            Outcome::Rejected {
-                reason: "smtp_5xx",
-                drop,
-            }
-        }
-        _ => Outcome::Retry {
-            after: None,
-            reason: "smtp_connection",
-        },
-    }
 }
 
 /// A reply code as a number (`550`).
@@ -194,13 +156,11 @@ fn error_outcome(e: &SmtpError) -> Outcome {
 
 /// The `email` channel.
 pub struct EmailChannel {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    pool: SmtpPool,
     from: Mailbox,
     public_url: String,
     unsubscribe_url: String,
     message_id_domain: String,
-    /// Transactions at once: lettre's pool caps idle connections, not open ones.
-    slots: Semaphore,
     latency: Histogram,
 }
 
@@ -208,7 +168,7 @@ impl EmailChannel {
     /// A channel for `settings`; `public_url` is the base of the alert link when an info
     /// block has no `<web>`, `password` the AUTH password (with `settings.username`),
     /// `ca_pem` extra trusted CA certificates besides the platform's. Connects on first
-    /// delivery; must be called inside a Tokio runtime.
+    /// delivery.
     pub fn new(
         settings: &EmailSettings,
         public_url: &str,
@@ -217,43 +177,39 @@ impl EmailChannel {
         metrics: Metrics,
     ) -> Result<Self, EmailError> {
         check_settings(settings)?;
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(EmailError::NoRuntime);
-        }
         let from = parse_from(&settings.from)?;
         let host = settings.host.trim();
-        let tls = match settings.security {
-            SmtpSecurity::None => Tls::None,
-            SmtpSecurity::Starttls => Tls::Required(tls_parameters(host, ca_pem)?),
-            SmtpSecurity::Tls => Tls::Wrapper(tls_parameters(host, ca_pem)?),
+        let security = match settings.security {
+            SmtpSecurity::None => Security::None,
+            SmtpSecurity::Starttls => Security::StartTls(tls_parameters(host, ca_pem)?),
+            SmtpSecurity::Tls => Security::Implicit(tls_parameters(host, ca_pem)?),
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-            .port(settings.port)
-            .timeout(Some(Duration::from_millis(settings.timeout_ms)))
-            .tls(tls)
-            .pool_config(PoolConfig::new().max_size(settings.connections));
-        match (&settings.username, password) {
-            (Some(user), Some(pw)) => {
-                builder = builder.credentials(Credentials::new(user.clone(), pw))
-            }
-            (None, None) => {}
+        let credentials = match (&settings.username, password) {
+            (Some(user), Some(pw)) => Some(Credentials::new(user.clone(), pw)),
+            (None, None) => None,
             _ => {
                 return Err(EmailError::Settings(
                     "username and password go together".into(),
                 ))
             }
-        }
+        };
+        let endpoint = Endpoint {
+            host: host.to_string(),
+            port: settings.port,
+            security,
+            credentials,
+            timeout: Duration::from_millis(settings.timeout_ms),
+        };
         let label = GatewayLabel {
             channel: CHANNEL,
             gateway: host.to_string(),
         };
         Ok(Self {
-            transport: builder.build(),
+            pool: SmtpPool::new(endpoint, settings.connections as usize),
             from,
             public_url: public_url.to_string(),
             unsubscribe_url: settings.unsubscribe_url.clone(),
             message_id_domain: settings.message_id_domain.clone(),
-            slots: Semaphore::new(settings.connections as usize),
             latency: metrics
                 .gateway_request_seconds
                 .get_or_create(&label)
@@ -261,25 +217,28 @@ impl EmailChannel {
         })
     }
 
-    /// One SMTP transaction (MAIL, RCPT, DATA) on a pooled connection.
+    /// One SMTP transaction (MAIL, RCPT, DATA) on a pooled session.
     async fn send(&self, envelope: &Envelope, message: &[u8], address: &str) -> Outcome {
-        let Ok(_slot) = self.slots.acquire().await else {
-            return Outcome::Retry {
-                after: None,
-                reason: "smtp_connection",
-            };
-        };
         let started = Instant::now();
-        let result = self.transport.send_raw(envelope, message).await;
+        let result = self.pool.send(envelope, message).await;
         self.latency.observe(started.elapsed().as_secs_f64());
+        let connection = Outcome::Retry {
+            after: None,
+            reason: "smtp_connection",
+        };
         match result {
-            Ok(_) => Outcome::Delivered,
-            Err(e) => {
+            Ok(()) => Outcome::Delivered,
+            Err(Failure::Smtp(e)) => {
                 let o = error_outcome(&e);
                 let code = e.status().map_or(0, code_number);
                 tracing::debug!(recipient = %token_tag(address), code, outcome = ?o, "smtp refused");
                 o
             }
+            Err(Failure::Timeout) => {
+                tracing::debug!(recipient = %token_tag(address), "smtp transaction timed out");
+                connection
+            }
+            Err(Failure::Closed) => connection,
         }
     }
 }
@@ -368,7 +327,7 @@ impl Channel for EmailChannel {
     }
 
     async fn close(&self) {
-        self.transport.shutdown().await;
+        self.pool.close().await;
     }
 }
 
@@ -381,51 +340,6 @@ mod tests {
             enabled: true,
             ..EmailSettings::default()
         }
-    }
-
-    #[test]
-    fn replies_map_to_outcomes() {
-        let retry = |reason| Outcome::Retry {
-            after: None,
-            reason,
-        };
-        let rejected = |drop| Outcome::Rejected {
-            reason: "smtp_5xx",
-            drop,
-        };
-        assert_eq!(reply_outcome(451, "4.3.0 try later"), retry("smtp_4xx"));
-        assert_eq!(reply_outcome(421, "shutting down"), retry("smtp_4xx"));
-        assert_eq!(reply_outcome(452, "4.2.2 mailbox full"), retry("smtp_4xx"));
-        for (code, text) in [
-            (550, "5.1.1 <x@y>: Recipient address rejected"),
-            (550, "No such user"),
-            (551, "User not local"),
-            (553, "Mailbox name not allowed"),
-            (554, "5.1.2 bad destination system"),
-            (550, "5.1.10 null MX"),
-        ] {
-            assert_eq!(reply_outcome(code, text), rejected(true), "{code} {text}");
-        }
-        for (code, text) in [
-            (550, "5.7.1 Message refused by policy"),
-            (554, "Transaction failed"),
-            (552, "5.3.4 Message too big"),
-            (553, "5.1.8 Bad sender's system address"),
-            (535, "5.7.8 Authentication credentials invalid"),
-        ] {
-            assert_eq!(reply_outcome(code, text), rejected(false), "{code} {text}");
-        }
-    }
-
-    #[test]
-    fn enhanced_codes_parse() {
-        assert_eq!(enhanced_status("5.1.1 <a@b> rejected"), Some((5, 1, 1)));
-        assert_eq!(enhanced_status("4.7.0"), Some((4, 7, 0)));
-        assert_eq!(enhanced_status("5.1.10 null MX"), Some((5, 1, 10)));
-        assert_eq!(enhanced_status("Mailbox unavailable"), None);
-        assert_eq!(enhanced_status("1.2.3 x"), None);
-        assert_eq!(enhanced_status("5.1 x"), None);
-        assert_eq!(enhanced_status(""), None);
     }
 
     #[test]
@@ -448,10 +362,6 @@ mod tests {
                     s.password = Some("p".into());
                     s.password_file = Some("/p".into());
                 }),
-            ),
-            (
-                "user without password",
-                Box::new(|s| s.username = Some("u".into())),
             ),
             (
                 "password without user",
@@ -481,29 +391,33 @@ mod tests {
     }
 
     #[test]
-    fn the_channel_needs_a_runtime_and_a_real_ca() {
+    fn the_channel_checks_credentials_and_the_ca() {
         let s = settings();
+        let new = |s: &EmailSettings, pw: Option<&str>, ca: Option<&[u8]>| {
+            EmailChannel::new(s, "http://x", pw.map(String::from), ca, Metrics::new())
+        };
+        let ch = new(&s, None, None).unwrap();
+        assert_eq!(ch.name(), "email");
+        assert_eq!(ch.reach(), Reach::Subscribers(SubscriberKind::Email));
         assert!(matches!(
-            EmailChannel::new(&s, "http://x", None, None, Metrics::new()),
-            Err(EmailError::NoRuntime)
+            new(&s, Some("pw"), None),
+            Err(EmailError::Settings(_))
         ));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let ch = EmailChannel::new(&s, "http://x", None, None, Metrics::new()).unwrap();
-            assert_eq!(ch.name(), "email");
-            assert_eq!(ch.reach(), Reach::Subscribers(SubscriberKind::Email));
-            assert!(matches!(
-                EmailChannel::new(&s, "http://x", None, Some(b"junk"), Metrics::new()),
-                Err(EmailError::Tls(_))
-            ));
-            let ca = crate::testkit::tls::TestTls::localhost().unwrap();
-            assert!(
-                EmailChannel::new(&s, "http://x", None, Some(ca.ca_pem()), Metrics::new()).is_ok()
-            );
-        });
+        let with_user = EmailSettings {
+            username: Some("u".into()),
+            ..settings()
+        };
+        assert!(matches!(
+            new(&with_user, None, None),
+            Err(EmailError::Settings(_))
+        ));
+        assert!(new(&with_user, Some("pw"), None).is_ok());
+        assert!(matches!(
+            new(&s, None, Some(b"junk")),
+            Err(EmailError::Tls(_))
+        ));
+        let ca = crate::testkit::tls::TestTls::localhost().unwrap();
+        assert!(new(&s, None, Some(ca.ca_pem())).is_ok());
     }
 
     #[test]
