@@ -345,35 +345,26 @@ mod tests {
     #[test]
     fn settings_are_checked() {
         assert!(check_settings(&settings()).is_ok());
-        let cases: Vec<(&str, Box<dyn Fn(&mut EmailSettings)>)> = vec![
-            ("host", Box::new(|s| s.host = " ".into())),
-            ("connections", Box::new(|s| s.connections = 0)),
-            ("rate", Box::new(|s| s.rate_per_sec = f64::NAN)),
-            ("from", Box::new(|s| s.from = "not a mailbox".into())),
-            ("domain", Box::new(|s| s.message_id_domain = "a b".into())),
-            (
-                "unsubscribe",
-                Box::new(|s| s.unsubscribe_url = "https://x/<id>".into()),
-            ),
-            (
-                "two passwords",
-                Box::new(|s| {
-                    s.username = Some("u".into());
-                    s.password = Some("p".into());
-                    s.password_file = Some("/p".into());
-                }),
-            ),
-            (
-                "password without user",
-                Box::new(|s| s.password = Some("p".into())),
-            ),
-            (
-                "plain to a remote relay",
-                Box::new(|s| {
-                    s.security = SmtpSecurity::None;
-                    s.host = "smtp.example.org".into();
-                }),
-            ),
+        type Edit = fn(&mut EmailSettings);
+        let cases: Vec<(&str, Edit)> = vec![
+            ("host", |s| s.host = " ".into()),
+            ("connections", |s| s.connections = 0),
+            ("rate", |s| s.rate_per_sec = f64::NAN),
+            ("from", |s| s.from = "not a mailbox".into()),
+            ("domain", |s| s.message_id_domain = "a b".into()),
+            ("unsubscribe", |s| {
+                s.unsubscribe_url = "https://x/<id>".into()
+            }),
+            ("two passwords", |s| {
+                s.username = Some("u".into());
+                s.password = Some("p".into());
+                s.password_file = Some("/p".into());
+            }),
+            ("password without user", |s| s.password = Some("p".into())),
+            ("plain to a remote relay", |s| {
+                s.security = SmtpSecurity::None;
+                s.host = "smtp.example.org".into();
+            }),
         ];
         for (what, edit) in cases {
             let mut s = settings();
