@@ -647,6 +647,11 @@ impl Settings {
                 );
             }
         }
+        if self.channels.email.enabled {
+            if let Err(e) = crate::channel::email::check_settings(&self.channels.email) {
+                return bad(format!("channels.email: {e}"));
+            }
+        }
         let mut ids = std::collections::HashSet::new();
         for a in &self.authorities {
             if !ids.insert(a.id.as_str()) {

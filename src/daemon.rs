@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alert::envelope::key_id_for;
 use crate::authority::{Coverage, Registry, Verifier};
 use crate::channel::apns::ApnsChannel;
+use crate::channel::email::EmailChannel;
 use crate::channel::fcm::FcmChannel;
 use crate::channel::feed::FeedChannel;
 use crate::channel::sms::http::HttpTransport;
@@ -259,6 +260,39 @@ fn sms_channel(
     Ok(())
 }
 
+/// Build the e-mail channel when it is enabled.
+fn email_channel(
+    settings: &Settings,
+    metrics: &Metrics,
+    out: &mut Vec<(Arc<dyn Channel>, ChannelLimits)>,
+) -> Result<(), DaemonError> {
+    let e = &settings.channels.email;
+    if !e.enabled {
+        return Ok(());
+    }
+    let password = secret(
+        "channels.email",
+        e.password.as_ref(),
+        e.password_file.as_ref(),
+    )?;
+    let ca = read_ca("channels.email.ca", e.ca.as_ref())?;
+    let ch = EmailChannel::new(
+        e,
+        &settings.admin.public_url,
+        password,
+        ca.as_deref(),
+        metrics.clone(),
+    )
+    .map_err(|err| DaemonError::Config(format!("channels.email: {err}")))?;
+    let limits = ChannelLimits {
+        concurrency: e.concurrency,
+        rate_per_sec: e.rate_per_sec,
+        burst: e.burst,
+    };
+    out.push((Arc::new(ch), limits));
+    Ok(())
+}
+
 impl Daemon {
     /// Build and start everything.
     pub async fn start(mut settings: Settings, extras: Extras) -> Result<Self, DaemonError> {
@@ -353,6 +387,7 @@ impl Daemon {
         }
         push_channels(&settings, &metrics, &mut channels)?;
         sms_channel(&settings, &metrics, &mut channels)?;
+        email_channel(&settings, &metrics, &mut channels)?;
         // The embedder's channels replace configured ones of the same name.
         channels.retain(|(c, _)| !extras.channels.iter().any(|(e, _)| e.name() == c.name()));
         channels.extend(extras.channels);

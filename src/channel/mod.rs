@@ -7,6 +7,7 @@
 
 pub mod apns;
 pub mod content;
+pub mod email;
 pub mod fcm;
 pub mod feed;
 pub mod push;
