@@ -175,9 +175,18 @@ impl Kannel {
 
     /// The SMS received for `to`, once there are `n` of them.
     fn wait_received(&self, to: &str, n: usize) -> Vec<Sms> {
-        wait_for_n(to, n, || {
-            self.received().into_iter().filter(|s| s.to == to).collect()
-        })
+        let get = || -> Vec<Sms> { self.received().into_iter().filter(|s| s.to == to).collect() };
+        // fakesmsc logs a text SMS line by line: wait until the log stops growing, so a
+        // text with line breaks is not read half written.
+        let mut got = wait_for_n(to, n, get);
+        loop {
+            std::thread::sleep(Duration::from_millis(150));
+            let again = get();
+            if again == got {
+                return got;
+            }
+            got = again;
+        }
     }
 
     /// bearerbox's access-log lines for `to` (what it handed the SMSC): coding, length of
