@@ -16,11 +16,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::alert::envelope::{key_id_for, sign1};
-use crate::channel::sink::SinkChannel;
-use crate::channel::{Channel, Reach, SubscriberKind};
+use crate::channel::SubscriberKind;
 use crate::config::{AreaSettings, CircleSettings, PartnerSettings, Settings};
 use crate::daemon::{Daemon, Extras};
-use crate::dispatch::ChannelLimits;
 use crate::ingest::Receipt;
 use crate::subscribers::{Audience, AudienceLoader};
 pub use sample::SAMPLE_ALERT;
@@ -158,6 +156,42 @@ const DEMO_PARTNERS: [(&str, f64, f64, f64); 6] = [
     ("carrier-shanghai", 31.2304, 121.4737, 150.0),
 ];
 
+/// The local SMS centre and mail server the demo runs.
+struct TextPeers {
+    smsc: crate::testkit::smsc::SmscServer,
+    smtp: crate::testkit::smtp_sink::SmtpSink,
+}
+
+/// Start a local SMS centre and SMTP server and point the SMS and e-mail channels at them.
+async fn start_text_peers(settings: &mut Settings) -> std::io::Result<TextPeers> {
+    use crate::config::{SmsTransportKind, SmscSettings, SmtpSecurity};
+    let smsc = crate::testkit::smsc::SmscServer::start(false).await?;
+    let smtp = crate::testkit::smtp_sink::SmtpSink::start().await?;
+    let sms = &mut settings.channels.sms;
+    sms.enabled = true;
+    sms.transport = SmsTransportKind::Smpp;
+    // Loopback peers: the demo's limits are the machine's, not a carrier's.
+    (sms.concurrency, sms.rate_per_sec, sms.burst) = (4096, 1_000_000.0, 100_000);
+    sms.smsc = vec![SmscSettings {
+        name: "demo-smsc".into(),
+        host: smsc.addr().ip().to_string(),
+        port: smsc.addr().port(),
+        system_id: "tocsin".into(),
+        binds: 4,
+        window: 64,
+        rate_per_sec: 1_000_000.0,
+        ..SmscSettings::default()
+    }];
+    let email = &mut settings.channels.email;
+    email.enabled = true;
+    email.host = smtp.addr().ip().to_string();
+    email.port = smtp.addr().port();
+    email.security = SmtpSecurity::None;
+    (email.connections, email.concurrency) = (32, 1024);
+    (email.rate_per_sec, email.burst) = (1_000_000.0, 100_000);
+    Ok(TextPeers { smsc, smtp })
+}
+
 /// Run the demo.
 pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     let started = Instant::now();
@@ -218,31 +252,14 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         push.apns.base_url(),
         push.fcm.base_url()
     );
-    // SMS and e-mail are not built yet: in-process counting sinks stand in.
-    let sinks: Vec<Arc<SinkChannel>> = [SubscriberKind::Sms, SubscriberKind::Email]
-        .iter()
-        .map(|k| {
-            Arc::new(SinkChannel::new(
-                k.as_str(),
-                Reach::Subscribers(*k),
-                opts.subscribers as usize,
-            ))
-        })
-        .collect();
+    let peers = start_text_peers(&mut settings).await.map_err(err)?;
+    println!(
+        "local SMS centre smpp://{} (SMPP 3.4) and SMTP server {} (real wire protocols)",
+        peers.smsc.addr(),
+        peers.smtp.addr()
+    );
     let extras = Extras {
-        channels: sinks
-            .iter()
-            .map(|s| {
-                (
-                    s.clone() as Arc<dyn Channel>,
-                    ChannelLimits {
-                        concurrency: 8192,
-                        rate_per_sec: 5_000_000.0,
-                        burst: 100_000,
-                    },
-                )
-            })
-            .collect(),
+        channels: Vec::new(),
         audience: Some(audience),
     };
     let daemon = Daemon::start(settings, extras).await.map_err(err)?;
@@ -328,15 +345,20 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         targeted += t;
         delivered += d;
         failed += f;
-        let (once, note) = match sinks.iter().find(|s| s.name() == j.channel) {
-            Some(s) => {
-                let (once, more) = s.once_and_repeated();
-                (
-                    once == d && more == 0,
-                    "in-process stand-in (channel not built yet)",
-                )
-            }
-            None if j.channel == "apns" => {
+        let exactly_once = |counts: &std::collections::HashMap<String, u32>| {
+            let once = counts.values().filter(|&&n| n == 1).count() as u64;
+            once == d && counts.len() as u64 == d
+        };
+        let (once, note) = match j.channel {
+            "sms" => (
+                exactly_once(&peers.smsc.state().messages_by_destination()),
+                "SMPP 3.4 to the local SMS centre, GSM-7/UCS-2 with UDH parts",
+            ),
+            "email" => (
+                exactly_once(&peers.smtp.state().by_recipient()),
+                "SMTP to the local mail server, text + HTML",
+            ),
+            "apns" => {
                 let counts = push.apns.state().by_token.lock().clone();
                 let once = counts.values().filter(|&&n| n == 1).count() as u64;
                 (
@@ -344,7 +366,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
                     "HTTP/2 + TLS to the local APNs server, JWT checked",
                 )
             }
-            None if j.channel == "fcm" => {
+            "fcm" => {
                 let counts = push.fcm.state().by_token.lock().clone();
                 let once = counts.values().filter(|&&n| n == 1).count() as u64;
                 (
@@ -352,7 +374,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
                     "HTTP/2 + TLS to the local FCM server, OAuth checked",
                 )
             }
-            None => {
+            _ => {
                 let hits: u64 = receivers
                     .iter()
                     .map(|(_, r)| r.valid.load(Ordering::Relaxed))

@@ -1,6 +1,6 @@
 //! Local servers that speak providers' real wire protocols (APNs and FCM over
-//! HTTP/2 with TLS, the OAuth token endpoint, an SMPP 3.4 SMS centre), with fault
-//! injection. The
+//! HTTP/2 with TLS, the OAuth token endpoint, an SMPP 3.4 SMS centre, an SMTP
+//! sink), with fault injection. The
 //! integration tests, the push bench and `tocsin demo` use them; they are
 //! compiled into the library so the demo can run them in-process.
 //!
@@ -20,4 +20,5 @@ mod jwt;
 pub mod keys;
 mod serve;
 pub mod smsc;
+pub mod smtp_sink;
 pub mod tls;

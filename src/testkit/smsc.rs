@@ -40,6 +40,8 @@ pub struct Submit {
 pub struct SmscState {
     record: AtomicBool,
     submits: Mutex<Vec<Submit>>,
+    /// Messages (single SMS or first parts) accepted per destination.
+    messages: Mutex<std::collections::HashMap<String, u32>>,
     accepted: AtomicU64,
     received: AtomicU64,
     bound: AtomicUsize,
@@ -61,6 +63,10 @@ impl SmscState {
     /// Every recorded submit (when started with `record`).
     pub fn submits(&self) -> Vec<Submit> {
         self.submits.lock().clone()
+    }
+    /// Messages accepted per destination (a concatenated SMS counts once, by its first part).
+    pub fn messages_by_destination(&self) -> std::collections::HashMap<String, u32> {
+        self.messages.lock().clone()
     }
     /// Submits answered `ESME_ROK`.
     pub fn accepted(&self) -> u64 {
@@ -270,6 +276,12 @@ async fn session(sock: TcpStream, st: Arc<SmscState>, kill: CancellationToken) {
                 let message_id = format!("{n:x}");
                 if status == CommandStatus::EsmeRok {
                     st.accepted.fetch_add(1, Ordering::Relaxed);
+                    let data = sm.short_message().as_ref();
+                    let udhi = u8::from(sm.esm_class) & 0x40 != 0;
+                    // Concatenation IE `00 03 ref total seq` after the UDH length: seq at 5.
+                    if !udhi || data.get(5) == Some(&1) {
+                        *st.messages.lock().entry(destination.clone()).or_default() += 1;
+                    }
                     if st.record.load(Ordering::Relaxed) {
                         st.submits.lock().push(Submit {
                             source: String::from_utf8_lossy(sm.source_addr.as_ref())

@@ -90,9 +90,42 @@ impl SmtpPool {
             _ => None,
         };
         let addr = (e.host.as_str(), e.port);
-        let mut conn =
-            AsyncSmtpConnection::connect_tokio1(addr, Some(e.timeout), &self.hello, wrapper, None)
-                .await?;
+        let mut conn = match wrapper {
+            Some(tls) => {
+                AsyncSmtpConnection::connect_tokio1(
+                    addr,
+                    Some(e.timeout),
+                    &self.hello,
+                    Some(tls),
+                    None,
+                )
+                .await?
+            }
+            None => {
+                // Our own socket, to turn Nagle off: SMTP is request/response and lettre
+                // writes a message body and its final dot separately, which Nagle plus
+                // delayed ACKs would hold back ~40 ms per message.
+                // The caller bounds the whole transaction, connecting included. On a
+                // failed connect lettre's own connect runs, to report it in its terms.
+                match tokio::net::TcpStream::connect(addr).await {
+                    Ok(tcp) => {
+                        let _ = tcp.set_nodelay(true);
+                        AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
+                            .await?
+                    }
+                    Err(_) => {
+                        AsyncSmtpConnection::connect_tokio1(
+                            addr,
+                            Some(e.timeout),
+                            &self.hello,
+                            None,
+                            None,
+                        )
+                        .await?
+                    }
+                }
+            }
+        };
         if let Security::StartTls(p) = &e.security {
             conn.starttls(p.clone(), &self.hello).await?;
         }
