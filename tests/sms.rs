@@ -501,3 +501,39 @@ async fn daemon_texts_each_subscriber_once_through_smpp34() {
     );
     daemon.shutdown().await;
 }
+
+/// rusmppc 0.4.0 handles five queued requests per poll and then waits on the socket;
+/// without `Driven` re-polling it, a burst over a window of 64 sat unsent until the
+/// next `enquire_link`. With the keep-alive five minutes away, any stall shows as a
+/// timeout here (a liveness check, not a speed target: the bench measures speed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_over_a_wide_window_never_stall() {
+    use futures::stream::{self, StreamExt};
+    let smsc = SmscServer::start(false).await.unwrap();
+    let mut s = smsc_settings("burst", smsc.addr().port(), 2);
+    (s.window, s.enquire_link_secs, s.response_timeout_ms) = (64, 300, 120_000);
+    let transport = Arc::new(
+        SmppTransport::start(&[(s, String::new())], "TOCSIN", &[None], Metrics::new()).unwrap(),
+    );
+    assert!(wait_for(5, || transport.binds_up() == 2).await);
+    let content = sample(5, "SMS-BURST");
+    let two = message(&content, "zh-CN", 2);
+    assert_eq!(two.parts.len(), 2);
+    let numbers: Vec<String> = (0..2_000).map(|i| format!("+86139{i:08}")).collect();
+    for round in 0..5 {
+        let burst = stream::iter(&numbers)
+            .map(|n| {
+                let (t, m) = (transport.clone(), &two);
+                async move { t.send(n, m).await }
+            })
+            .buffer_unordered(256)
+            .filter(|o| std::future::ready(*o == Outcome::Delivered))
+            .count();
+        let delivered = tokio::time::timeout(Duration::from_secs(60), burst)
+            .await
+            .unwrap_or_else(|_| panic!("round {round} stalled"));
+        assert_eq!(delivered, numbers.len());
+    }
+    assert_eq!(smsc.state().accepted(), 5 * 2 * 2_000);
+    transport.close().await;
+}

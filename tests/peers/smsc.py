@@ -57,7 +57,8 @@ async def main(port, out_path):
                         continue
                 count += 1
                 message_id = f"py{count}"
-                ev.accept(message_id)
+                # Recorded before the answer, so a test reading the file after its
+                # submit_sm_resp finds the line.
                 out.write(
                     json.dumps(
                         {
@@ -74,6 +75,7 @@ async def main(port, out_path):
                     + "\n"
                 )
                 out.flush()
+                ev.accept(message_id)
                 esme = sessions.get(ev.session_id)
                 if ev.registered_delivery & 1 and esme is not None and esme.can_receive:
                     asyncio.ensure_future(receipt(esme, ev, message_id))

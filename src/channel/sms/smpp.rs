@@ -58,7 +58,6 @@ pub enum SmppError {
 struct Smsc {
     settings: SmscSettings,
     password: String,
-    url: String,
     tls: Option<rustls::ClientConfig>,
     source_addr: String,
     rate: TokenBucket,
@@ -71,6 +70,8 @@ struct Bind {
     client: Mutex<Option<Client>>,
     up: AtomicBool,
     window: Semaphore,
+    /// Requests outstanding on the current session (see [`Driven`]).
+    busy: Arc<AtomicUsize>,
 }
 
 impl Bind {
@@ -145,9 +146,7 @@ impl SmppTransport {
             } else {
                 None
             };
-            let scheme = if s.tls { "smpps" } else { "smpp" };
             let smsc = Arc::new(Smsc {
-                url: format!("{scheme}://{}:{}", s.host, s.port),
                 settings: s.clone(),
                 password: password.clone(),
                 tls,
@@ -166,6 +165,7 @@ impl SmppTransport {
                     client: Mutex::new(None),
                     up: AtomicBool::new(false),
                     window: Semaphore::new(s.window),
+                    busy: Arc::new(AtomicUsize::new(0)),
                 }));
             }
         }
@@ -243,7 +243,10 @@ impl SmppTransport {
             Err(outcome) => return PartResult::Final(outcome),
         };
         let started = Instant::now();
-        let result = client.submit_sm(pdu).await;
+        let result = {
+            let _busy = Busy::new(&bind.busy);
+            client.submit_sm(pdu).await
+        };
         self.metrics
             .gateway_request_seconds
             .get_or_create(&smsc.label)
@@ -399,7 +402,7 @@ async fn run_bind(bind: Arc<Bind>, bound: Arc<Notify>, stop: CancellationToken, 
         if stop.is_cancelled() {
             return;
         }
-        match connect_and_bind(&bind.smsc).await {
+        match connect_and_bind(&bind.smsc, &bind.busy).await {
             Ok((client, events)) => {
                 backoff = min;
                 *bind.client.lock() = Some(client.clone());
@@ -438,28 +441,53 @@ async fn run_bind(bind: Arc<Bind>, bound: Arc<Notify>, stop: CancellationToken, 
 
 type Events = Box<dyn futures::Stream<Item = Event> + Unpin + Send>;
 
-async fn connect_and_bind(smsc: &Smsc) -> Result<(Client, Events), rusmppc::error::Error> {
+/// Our own TCP (Nagle off: SMPP is request/response) and, for `smpps`, TLS.
+async fn open_stream(smsc: &Smsc) -> std::io::Result<Box<dyn Stream>> {
     let s = &smsc.settings;
-    let mut builder = ConnectionBuilder::new()
+    let within = Duration::from_millis(s.response_timeout_ms.max(100));
+    let connect = async {
+        let tcp = tokio::net::TcpStream::connect((s.host.as_str(), s.port)).await?;
+        tcp.set_nodelay(true)?;
+        let Some(cfg) = &smsc.tls else {
+            return Ok(Box::new(tcp) as Box<dyn Stream>);
+        };
+        let name = rustls::pki_types::ServerName::try_from(s.host.clone())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg.clone()))
+            .connect(name, tcp)
+            .await?;
+        Ok(Box::new(tls) as Box<dyn Stream>)
+    };
+    tokio::time::timeout(within, connect)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
+}
+
+/// A byte stream rusmppc can run a session over.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for T {}
+
+async fn connect_and_bind(
+    smsc: &Smsc,
+    busy: &Arc<AtomicUsize>,
+) -> Result<(Client, Events), rusmppc::error::Error> {
+    let s = &smsc.settings;
+    let stream = open_stream(smsc)
+        .await
+        .map_err(rusmppc::error::Error::Connect)?;
+    let (client, events, connection) = ConnectionBuilder::new()
         .enquire_link_interval(Duration::from_secs(s.enquire_link_secs.max(1)))
         .response_timeout(Duration::from_millis(s.response_timeout_ms.max(100)))
         .enable_auto_enquire_link_response()
-        .disable_interface_version_check();
-    if let Some(cfg) = &smsc.tls {
-        builder = builder.rustls_config(cfg.clone());
-    }
-    let connect = builder.connect(&smsc.url);
-    let (client, events) = tokio::time::timeout(
-        Duration::from_millis(s.response_timeout_ms.max(100)),
-        connect,
-    )
-    .await
-    .map_err(|_| {
-        rusmppc::error::Error::Connect(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "connect timed out",
-        ))
-    })??;
+        .disable_interface_version_check()
+        .no_spawn()
+        .connected(stream);
+    tokio::spawn(Driven {
+        inner: Box::pin(connection),
+        busy: busy.clone(),
+        tick: None,
+    });
+    let _busy = Busy::new(busy);
     let (system_id, password, system_type) = (
         c_field(&s.system_id)?,
         c_field(&smsc.password)?,
@@ -511,6 +539,60 @@ fn c_field<const N: usize>(v: &str) -> Result<COctetString<1, N>, rusmppc::error
     })
 }
 
+/// Runs rusmppc's connection future. rusmppc 0.4.0 handles at most five queued
+/// requests and five writes per poll and then waits on the socket without waking itself
+/// again, so a burst larger than that (a window of 64) would sit unsent until the next
+/// `enquire_link` timer, tens of seconds later. While a request of ours is outstanding
+/// this re-polls it every millisecond; idle, it costs nothing.
+struct Driven<F> {
+    inner: std::pin::Pin<Box<F>>,
+    busy: Arc<AtomicUsize>,
+    tick: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for Driven<F> {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use std::task::Poll;
+        loop {
+            if self.inner.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            if self.busy.load(Ordering::Relaxed) == 0 {
+                self.tick = None;
+                return Poll::Pending;
+            }
+            let tick = self
+                .tick
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(Duration::from_millis(1))));
+            if tick.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.tick = None;
+        }
+    }
+}
+
+/// Counts a request outstanding on a bind for as long as it lives.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Answer the SMSC until the link drops or the daemon stops (then `unbind`).
 async fn serve(
     bind: &Bind,
@@ -525,6 +607,7 @@ async fn serve(
                 // Let outstanding submits finish before unbinding.
                 let window = bind.smsc.settings.window as u32;
                 let _ = tokio::time::timeout(Duration::from_secs(5), bind.window.acquire_many(window)).await;
+                let _busy = Busy::new(&bind.busy);
                 let _ = tokio::time::timeout(Duration::from_secs(2), client.unbind()).await;
                 let _ = client.close().await;
                 return;
@@ -547,6 +630,7 @@ async fn serve(
                                 .inc();
                         }
                     }
+                    let _busy = Busy::new(&bind.busy);
                     let _ = client
                         .deliver_sm_resp(command.sequence_number(), DeliverSmResp::default())
                         .await;
