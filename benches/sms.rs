@@ -6,6 +6,7 @@
 //! - `smpp`: submits per second through the real `SmppTransport` (rusmppc, 4 binds ×
 //!   window 64) to the in-process scripted SMSC on loopback, 10,000 two-part Chinese
 //!   messages per iteration (20,000 `submit_sm` round trips), 512 sent concurrently.
+//!
 //! Run: `cargo bench --bench sms`. Never leaves the machine.
 
 use std::sync::Arc;

@@ -637,7 +637,7 @@ impl Settings {
             if !(1..=10).contains(&sms.max_parts) {
                 return bad("channels.sms.max_parts must be within 1..=10".into());
             }
-            if !(sms.rate_per_sec > 0.0) || sms.concurrency == 0 {
+            if !sms.rate_per_sec.is_finite() || sms.rate_per_sec <= 0.0 || sms.concurrency == 0 {
                 return bad("channels.sms.rate_per_sec and concurrency must be > 0".into());
             }
             if sms.transport == SmsTransportKind::Smpp && sms.smsc.is_empty() {

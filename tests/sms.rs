@@ -250,6 +250,7 @@ async fn scripted_smsc_faults_are_retried_or_reported() {
     let metrics = Metrics::new();
     let mut s = smsc_settings("scripted", smsc.addr().port(), 2);
     s.response_timeout_ms = 300;
+    s.enquire_link_secs = 1;
     let transport = Arc::new(
         SmppTransport::start(&[(s, "pw".into())], "110", &[None], metrics.clone()).unwrap(),
     );
@@ -376,6 +377,13 @@ async fn scripted_smsc_faults_are_retried_or_reported() {
     })
     .await;
     assert!(late, "late receipt counted");
+
+    // Idle sessions are kept alive with enquire_link.
+    let before = st.enquire_links();
+    assert!(
+        wait_for(5, || st.enquire_links() >= before + 2).await,
+        "enquire_link keep-alives"
+    );
 
     // Shutdown unbinds every session.
     transport.close().await;

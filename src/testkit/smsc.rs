@@ -47,6 +47,7 @@ pub struct SmscState {
     bound: AtomicUsize,
     binds_total: AtomicUsize,
     unbinds: AtomicUsize,
+    enquire_links: AtomicU64,
     receipts_sent: AtomicU64,
     throttle_skip: AtomicU32,
     throttle_next: AtomicU32,
@@ -83,6 +84,10 @@ impl SmscState {
     /// Binds accepted since start.
     pub fn binds_total(&self) -> usize {
         self.binds_total.load(Ordering::Relaxed)
+    }
+    /// `enquire_link`s received (keep-alives).
+    pub fn enquire_links(&self) -> u64 {
+        self.enquire_links.load(Ordering::Relaxed)
     }
     /// `unbind`s received.
     pub fn unbinds(&self) -> usize {
@@ -241,6 +246,7 @@ async fn session(sock: TcpStream, st: Arc<SmscState>, kill: CancellationToken) {
                 }
             }
             Some(Pdu::EnquireLink) => {
+                st.enquire_links.fetch_add(1, Ordering::Relaxed);
                 let _ = tx.send(reply(CommandStatus::EsmeRok, Pdu::EnquireLinkResp));
             }
             Some(Pdu::Unbind) => {
