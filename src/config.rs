@@ -564,12 +564,21 @@ pub struct StandardSettings {
     pub max_expires_hours: Option<i64>,
 }
 
-/// A partner that receives the signed envelope by HTTP POST.
+/// A partner: a feed receiving the signed envelope by HTTP POST, a parcel-label
+/// printer, or both.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerSettings {
     pub name: String,
+    /// Feed endpoint (HTTPS POST of the envelope); required when `feed` is on.
+    #[serde(default)]
     pub endpoint: String,
+    /// Receives the partner feed (default on).
+    #[serde(default = "yes")]
+    pub feed: bool,
+    /// Prints missing-child notices on parcels.
+    #[serde(default)]
+    pub label: Option<LabelPartnerSettings>,
     /// HMAC-SHA256 key for the `Tocsin-Signature` header, or …
     #[serde(default)]
     pub secret: Option<String>,
@@ -580,6 +589,36 @@ pub struct PartnerSettings {
     /// Receives Test and Exercise alerts too.
     #[serde(default)]
     pub tests: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Where and how a label partner takes print jobs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelPartnerSettings {
+    /// `raw`: ZPL over a TCP connection to the printer's raw port (9100); `https`: POST to
+    /// the partner's print service.
+    pub transport: LabelTransportKind,
+    /// `host:port` for `raw`, the URL for `https`.
+    pub address: String,
+    /// Language of the label text (the alert's info block in this language).
+    #[serde(default = "default_label_language")]
+    pub language: String,
+}
+
+fn default_label_language() -> String {
+    "zh-CN".into()
+}
+
+/// How print jobs reach a label partner.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelTransportKind {
+    Raw,
+    Https,
 }
 
 /// Errors loading settings.
@@ -667,6 +706,18 @@ impl Settings {
             }
         }
         for p in &self.partners {
+            if p.feed && p.endpoint.is_empty() {
+                return bad(format!(
+                    "partner {:?}: a feed partner needs an endpoint",
+                    p.name
+                ));
+            }
+            if !p.feed && p.label.is_none() {
+                return bad(format!(
+                    "partner {:?}: neither a feed (feed = true) nor a label printer ([partners.label])",
+                    p.name
+                ));
+            }
             if p.secret.is_some() == p.secret_file.is_some() {
                 return bad(format!(
                     "partner {:?}: set exactly one of secret, secret_file",

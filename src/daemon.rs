@@ -135,6 +135,8 @@ fn partners(settings: &Settings, geocodes: &GeocodeTable) -> Result<Vec<Partner>
                 &format!("partner {}", p.name),
             )?,
             tests: p.tests,
+            feed: p.feed,
+            label: p.label.clone(),
         });
     }
     Ok(out)

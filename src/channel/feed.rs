@@ -184,7 +184,7 @@ impl Channel for FeedChannel {
     }
 
     fn reach(&self) -> Reach {
-        Reach::Partners
+        Reach::Partners(crate::channel::PartnerRole::Feed)
     }
 
     async fn deliver(

@@ -25,8 +25,17 @@ pub use content::AlertContent;
 pub enum Reach {
     /// Subscribers of this kind, from the H3 audience index.
     Subscribers(SubscriberKind),
-    /// Configured partners whose coverage touches the area.
-    Partners,
+    /// Configured partners in this role whose coverage touches the area.
+    Partners(PartnerRole),
+}
+
+/// What a partner does with an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PartnerRole {
+    /// Takes the signed envelope (feed).
+    Feed,
+    /// Prints parcel labels.
+    Label,
 }
 
 /// Subscriber channel kinds (the `channel` column of an import).

@@ -230,6 +230,8 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
                 ..Default::default()
             },
             tests: false,
+            feed: true,
+            label: None,
         });
         receivers.push((*name, seen));
     }

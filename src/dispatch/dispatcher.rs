@@ -536,7 +536,10 @@ impl Job {
                             address: partners
                                 .get(id as usize)
                                 .map_or("", |p| p.endpoint.as_str()),
-                            language: "",
+                            language: partners
+                                .get(id as usize)
+                                .and_then(|p| p.label.as_ref())
+                                .map_or("", |l| l.language.as_str()),
                         }
                     } else {
                         Recipient {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::alert::cap::{MsgType, Status};
 use crate::authority::Coverage;
-use crate::channel::{Channel, Reach, SubscriberKind};
+use crate::channel::{Channel, PartnerRole, Reach, SubscriberKind};
 use crate::subscribers::Audience;
 use crate::target::area::Region;
 use crate::target::audience::Selection;
@@ -21,6 +21,20 @@ pub struct Partner {
     pub coverage: Coverage,
     /// Receives Test and Exercise alerts too.
     pub tests: bool,
+    /// Takes the partner feed.
+    pub feed: bool,
+    /// Prints parcel labels.
+    pub label: Option<crate::config::LabelPartnerSettings>,
+}
+
+impl Partner {
+    /// Whether the partner plays `role`.
+    pub fn plays(&self, role: PartnerRole) -> bool {
+        match role {
+            PartnerRole::Feed => self.feed,
+            PartnerRole::Label => self.label.is_some(),
+        }
+    }
 }
 
 /// What one job walks through.
@@ -101,10 +115,11 @@ pub fn plan(
                     selection: audience.channel(kind).select(r),
                 }
             }
-            Reach::Partners => Targets::Partners(
+            Reach::Partners(role) => Targets::Partners(
                 partners
                     .iter()
                     .enumerate()
+                    .filter(|(_, p)| p.plays(role))
                     .filter(|(_, p)| public || p.tests)
                     .filter(|(_, p)| region.is_none_or(|r| p.coverage.intersects(r)))
                     .map(|(i, _)| i as u32)
