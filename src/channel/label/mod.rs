@@ -177,17 +177,23 @@ fn check_options(opts: &LabelOptions) -> Result<(), LabelError> {
     Ok(())
 }
 
-/// A black box with centred white lines, each fitted to one line.
+/// A black box with centred white lines, each on one line at the largest of
+/// its sizes that holds it whole (else the smallest, cut with "…").
 fn banner(at: Rect, lines: &[(&str, &[f32])]) -> Element {
     let mut e = Element::blank(at);
     e.bitmap.fill(0, 0, at.w, at.h, true);
-    let pad = 16;
+    let w = (at.w - 2 * 16) as f32;
     let fitted: Vec<(Style, Vec<String>)> = lines
         .iter()
-        .map(|(t, sizes)| fit_box(t, sizes, true, at.w - 2 * pad, at.h, Breaks::Words))
-        .map(|(s, mut l)| {
-            l.truncate(1);
-            (s, l)
+        .map(|(t, sizes)| {
+            let smallest = sizes.last().copied().unwrap_or(24.0);
+            let em = sizes
+                .iter()
+                .copied()
+                .find(|&em| text::fonts().measure(t, Style::bold(em)) <= w)
+                .unwrap_or(smallest);
+            let s = Style::bold(em);
+            (s, text::fit_lines(t, s, w, 1, Breaks::Words, false))
         })
         .collect();
     let used: u32 = fitted.iter().map(|(s, _)| s.line_height()).sum();
@@ -470,8 +476,8 @@ pub fn render_withdrawal(alert: &AlertContent, opts: &LabelOptions) -> Result<La
         banner(
             l.banner,
             &[
-                ("FOUND — STOP PRINTING", &[52.0, 46.0, 40.0, 34.0]),
-                ("已找到 — 停止打印", &[52.0, 46.0, 40.0]),
+                ("FOUND — STOP PRINTING", &[56.0, 52.0, 46.0, 40.0, 34.0]),
+                ("已找到 — 停止打印", &[56.0, 52.0, 46.0, 40.0]),
             ],
         ),
         text_box(
@@ -537,5 +543,33 @@ mod tests {
         let w = render_withdrawal(&a, &opts("en-US")).unwrap();
         assert_eq!(render(&a, None, &opts("en-US")).unwrap(), w);
         assert_ne!(w, render(&sample(), None, &opts("en-US")).unwrap());
+    }
+
+    #[test]
+    fn banner_lines_are_whole_or_cut_with_an_ellipsis() {
+        // Both banner lines fit whole: no "…" drawn means the dots equal a
+        // banner drawn line by line at the size chosen.
+        let at = WithdrawalLayout::get().banner;
+        let b = banner(at, &[("FOUND — STOP PRINTING", &[56.0, 46.0])]);
+        let s = Style::bold(56.0);
+        let w = (at.w - 32) as f32;
+        let em = if text::fonts().measure("FOUND — STOP PRINTING", s) <= w {
+            56.0
+        } else {
+            46.0
+        };
+        let mut want = Element::blank(at);
+        want.bitmap.fill(0, 0, at.w, at.h, true);
+        let st = Style::bold(em);
+        let y = (at.h - st.line_height()) / 2;
+        draw_lines(
+            &mut want.bitmap,
+            &["FOUND — STOP PRINTING".to_string()],
+            st,
+            y,
+            true,
+            false,
+        );
+        assert_eq!(b.bitmap, want.bitmap);
     }
 }
