@@ -1,12 +1,13 @@
 //! The admin HTTP server (axum): `/metrics` (Prometheus), `/healthz`,
 //! `/readyz`, `GET /v1/alerts` and `/v1/alerts/{id}` with per-channel
-//! progress, and the public pull feed `GET /feeds/alerts.atom` of active
-//! alerts with their CAP XML inline. Read-only; binds loopback by default.
+//! progress, `/v1/alerts/{id}/label.png` (the parcel label), and the public
+//! pull feed `GET /feeds/alerts.atom` of active alerts with their CAP XML
+//! inline. Read-only; binds loopback by default.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -36,6 +37,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/alerts", get(list_alerts))
         .route("/v1/alerts/{id}", get(one_alert))
+        .route("/v1/alerts/{id}/label.png", get(label_png))
         .route("/feeds/alerts.atom", get(atom))
         .with_state(state)
 }
@@ -110,22 +112,64 @@ async fn list_alerts(State(s): State<AdminState>) -> Response {
     }
 }
 
+/// The alert `id` names: a journal seq, an alert id or a receipt.
+fn find_alert(j: &Journal, id: &str) -> Result<Option<AlertRecord>, crate::journal::JournalError> {
+    if let Ok(seq) = id.parse::<u64>() {
+        return j.alert(seq);
+    }
+    if let Some(seq) = j.seq_of(id)? {
+        return j.alert(seq);
+    }
+    Ok(j.alerts(usize::MAX)?.into_iter().find(|a| a.receipt == id))
+}
+
 async fn one_alert(State(s): State<AdminState>, Path(id): Path<String>) -> Response {
     let j = s.journal.clone();
-    let found = tokio::task::spawn_blocking(
-        move || -> Result<Option<AlertRecord>, crate::journal::JournalError> {
-            if let Ok(seq) = id.parse::<u64>() {
-                return j.alert(seq);
-            }
-            if let Some(seq) = j.seq_of(&id)? {
-                return j.alert(seq);
-            }
-            Ok(j.alerts(usize::MAX)?.into_iter().find(|a| a.receipt == id))
-        },
-    )
-    .await;
+    let found = tokio::task::spawn_blocking(move || find_alert(&j, &id)).await;
     match found {
         Ok(Ok(Some(rec))) => Json(alert_json(&s, &rec)).into_response(),
+        Ok(Ok(None)) => (StatusCode::NOT_FOUND, "no such alert\n").into_response(),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LabelQuery {
+    lang: Option<String>,
+}
+
+/// The parcel label of an alert as PNG, from its journaled envelope (the
+/// photo only when embedded; one that does not decode is left out).
+async fn label_png(
+    State(s): State<AdminState>,
+    Path(id): Path<String>,
+    Query(q): Query<LabelQuery>,
+) -> Response {
+    use crate::channel::label;
+    let j = s.journal.clone();
+    let rendered = tokio::task::spawn_blocking(move || -> Result<Option<Result<Vec<u8>, label::LabelError>>, crate::journal::JournalError> {
+        let Some(rec) = find_alert(&j, &id)? else { return Ok(None) };
+        let Some(env) = j.envelope(rec.seq)? else { return Ok(None) };
+        let Some(alert) = Envelope::decode(&env)
+            .ok()
+            .and_then(|e| std::str::from_utf8(e.payload()).ok().and_then(|x| crate::channel::AlertContent::from_xml(rec.seq, x).ok()))
+        else {
+            return Ok(None);
+        };
+        let language = q.lang.unwrap_or_default();
+        let opts = label::LabelOptions { public_url: s.public_url.clone(), language };
+        let photo = alert.info_for(&opts.language).and_then(label::photo_bytes);
+        let out = match label::render(&alert, photo.as_deref(), &opts) {
+            Err(e) if e.is_photo() => label::render(&alert, None, &opts),
+            r => r,
+        };
+        Ok(Some(out.map(|l| l.png)))
+    })
+    .await;
+    match rendered {
+        Ok(Ok(Some(Ok(png)))) => ([(header::CONTENT_TYPE, "image/png")], png).into_response(),
+        Ok(Ok(Some(Err(e)))) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
         Ok(Ok(None)) => (StatusCode::NOT_FOUND, "no such alert\n").into_response(),
         Ok(Err(e)) => internal(e),
         Err(e) => internal(e),

@@ -62,6 +62,26 @@ enum Cmd {
         #[command(subcommand)]
         cmd: SubCmd,
     },
+    /// Render the parcel label (4×6 in, 203 dpi) of a CAP file as PNG and/or ZPL.
+    #[command(group = clap::ArgGroup::new("out").required(true).multiple(true).args(["png", "zpl"]))]
+    Label {
+        file: PathBuf,
+        /// Write the label as a PNG here.
+        #[arg(long)]
+        png: Option<PathBuf>,
+        /// Write the label as ZPL II here.
+        #[arg(long)]
+        zpl: Option<PathBuf>,
+        /// Language of the info block to print (default: the first block's).
+        #[arg(long)]
+        lang: Option<String>,
+        /// Photo of the child (JPEG or PNG); default: the one embedded in the alert, if any.
+        #[arg(long)]
+        photo: Option<PathBuf>,
+        /// Base URL of the public alert pages, for the QR code when the alert has no <web>.
+        #[arg(long, default_value = "http://127.0.0.1:9464")]
+        public_url: String,
+    },
     /// Show the whole flow on embedded defaults: daemon, 1 M synthetic
     /// subscribers, local receivers, a signed missing-child alert, a report.
     Demo {
@@ -195,10 +215,52 @@ async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Cmd::Label {
+            file,
+            png,
+            zpl,
+            lang,
+            photo,
+            public_url,
+        } => label(file, png, zpl, lang, photo, public_url),
         Cmd::Demo { exit, subscribers } => {
             Ok(tocsin::demo::run(tocsin::demo::DemoOptions { exit, subscribers }).await?)
         }
     }
+}
+
+fn label(
+    file: PathBuf,
+    png: Option<PathBuf>,
+    zpl: Option<PathBuf>,
+    lang: Option<String>,
+    photo: Option<PathBuf>,
+    public_url: String,
+) -> Result<()> {
+    use tocsin::channel::label;
+    let xml =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let alert = tocsin::channel::AlertContent::from_xml(0, &xml)
+        .with_context(|| format!("parsing {} as CAP 1.2", file.display()))?;
+    let language = lang
+        .or_else(|| alert.alert.infos.first().map(|i| i.language.clone()))
+        .unwrap_or_default();
+    let photo = match photo {
+        Some(p) => Some(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?),
+        None => alert.info_for(&language).and_then(label::photo_bytes),
+    };
+    let opts = label::LabelOptions {
+        public_url,
+        language,
+    };
+    let l = label::render(&alert, photo.as_deref(), &opts).context("rendering the label")?;
+    for (path, bytes) in [(png, &l.png), (zpl, &l.zpl)] {
+        if let Some(path) = path {
+            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {} ({} bytes)", path.display(), bytes.len());
+        }
+    }
+    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -3,13 +3,16 @@
 //! ordering, rate limits, retries and cursors; a channel only speaks its
 //! protocol. Implementations: `feed` (partner HTTP POST of the signed
 //! envelope), `apns` and `fcm` (push), `sms` (SMPP or HTTP gateway), `email`
-//! (SMTP) and `sink` (in-process counter for the demo and benches).
+//! (SMTP) and `sink` (in-process counter for the demo and benches). `label`
+//! is no channel but the renderer of parcel labels (ZPL and PNG) that a
+//! print-job channel builds on.
 
 pub mod apns;
 pub mod content;
 pub mod email;
 pub mod fcm;
 pub mod feed;
+pub mod label;
 pub mod push;
 pub mod sink;
 pub mod sms;
