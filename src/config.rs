@@ -152,6 +152,34 @@ pub struct ChannelSettings {
     pub fcm: FcmSettings,
     pub sms: SmsSettings,
     pub email: EmailSettings,
+    pub label: LabelSettings,
+}
+
+/// Print jobs to parcel-label partners (`[[partners]]` with a `[partners.label]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LabelSettings {
+    /// On by default: the channel runs when some partner prints labels.
+    pub enabled: bool,
+    pub concurrency: usize,
+    pub rate_per_sec: f64,
+    pub burst: u32,
+    pub timeout_ms: u64,
+    /// Extra CA certificate (PEM) trusted for HTTPS print services.
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for LabelSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            concurrency: 16,
+            rate_per_sec: 100.0,
+            burst: 20,
+            timeout_ms: 10_000,
+            ca: None,
+        }
+    }
 }
 
 /// Apple Push Notification service (HTTP/2, token auth).

@@ -18,6 +18,7 @@ use crate::channel::apns::ApnsChannel;
 use crate::channel::email::EmailChannel;
 use crate::channel::fcm::FcmChannel;
 use crate::channel::feed::FeedChannel;
+use crate::channel::label::deliver::LabelChannel;
 use crate::channel::sms::http::HttpTransport;
 use crate::channel::sms::smpp::SmppTransport;
 use crate::channel::sms::{SmsChannel, SmsTransport};
@@ -295,6 +296,33 @@ fn email_channel(
     Ok(())
 }
 
+/// Build the parcel-label channel when enabled and some partner prints labels.
+fn label_channel(
+    settings: &Settings,
+    partners: &Arc<Vec<Partner>>,
+    out: &mut Vec<(Arc<dyn Channel>, ChannelLimits)>,
+) -> Result<(), DaemonError> {
+    let l = &settings.channels.label;
+    if !l.enabled || !partners.iter().any(|p| p.label.is_some()) {
+        return Ok(());
+    }
+    let ca = read_ca("channels.label.ca", l.ca.as_ref())?;
+    let ch = LabelChannel::new(
+        partners.clone(),
+        &settings.admin.public_url,
+        Duration::from_millis(l.timeout_ms),
+        ca.as_deref(),
+    )
+    .map_err(|e| DaemonError::Config(e.to_string()))?;
+    let limits = ChannelLimits {
+        concurrency: l.concurrency,
+        rate_per_sec: l.rate_per_sec,
+        burst: l.burst,
+    };
+    out.push((Arc::new(ch), limits));
+    Ok(())
+}
+
 impl Daemon {
     /// Build and start everything.
     pub async fn start(mut settings: Settings, extras: Extras) -> Result<Self, DaemonError> {
@@ -389,6 +417,7 @@ impl Daemon {
         }
         push_channels(&settings, &metrics, &mut channels)?;
         sms_channel(&settings, &metrics, &mut channels)?;
+        label_channel(&settings, &partners, &mut channels)?;
         email_channel(&settings, &metrics, &mut channels)?;
         // The embedder's channels replace configured ones of the same name.
         channels.retain(|(c, _)| !extras.channels.iter().any(|(e, _)| e.name() == c.name()));

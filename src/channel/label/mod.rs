@@ -16,6 +16,7 @@
 //! `~JA` (cancel all) would also drop the partner's own queued shipping
 //! labels. Stopping further jobs is the delivery side's business.
 
+pub mod deliver;
 pub mod layout;
 pub mod photo;
 pub mod png;
