@@ -165,7 +165,12 @@ fn bench(c: &mut Criterion) {
         let Rig {
             dispatcher, sink, ..
         } = &rig(&rt, &audience, settings);
-        let plan = dispatcher.plan(Some(&region), Status::Actual, MsgType::Alert);
+        let plan = dispatcher.plan(
+            Some(&region),
+            Status::Actual,
+            MsgType::Alert,
+            tocsin::authority::policy::FollowUp::ALL,
+        );
         assert_eq!(plan.total(), u64::from(N), "the circle covers everyone");
 
         // One checked run first: every planned delivery reaches the sink once.

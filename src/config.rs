@@ -590,6 +590,16 @@ pub struct StandardSettings {
     /// `expires` at most this many hours after `sent`.
     #[serde(default)]
     pub max_expires_hours: Option<i64>,
+    /// Whether an Update / a Cancel of this event also goes out by SMS and e-mail (push
+    /// and partners always get both). Off unless set: every text costs and wakes people.
+    #[serde(default)]
+    pub sms_on_update: bool,
+    #[serde(default)]
+    pub email_on_update: bool,
+    #[serde(default)]
+    pub sms_on_cancel: bool,
+    #[serde(default)]
+    pub email_on_cancel: bool,
 }
 
 /// A partner: a feed receiving the signed envelope by HTTP POST, a parcel-label

@@ -43,6 +43,23 @@ pub struct VerifiedAlert {
 struct Standard {
     require: Vec<String>,
     max_expires: Option<Duration>,
+    on_update: FollowUp,
+    on_cancel: FollowUp,
+}
+
+/// Which text channels an Update or Cancel goes out on, besides push and partners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FollowUp {
+    pub sms: bool,
+    pub email: bool,
+}
+
+impl FollowUp {
+    /// Every channel (an Alert).
+    pub const ALL: FollowUp = FollowUp {
+        sms: true,
+        email: true,
+    };
 }
 
 /// Verifies submissions against the registry and policy.
@@ -87,6 +104,29 @@ fn has_field(info: &Info, field: &str) -> bool {
 }
 
 impl Verifier {
+    /// The text channels `alert` goes out on: all for an Alert; for an Update or Cancel,
+    /// what the standards of its event codes allow (any info block's code may allow it).
+    pub fn follow_up(&self, alert: &Alert) -> FollowUp {
+        let pick = |s: &Standard| match alert.msg_type {
+            MsgType::Update => s.on_update,
+            MsgType::Cancel => s.on_cancel,
+            _ => FollowUp::ALL,
+        };
+        if !matches!(alert.msg_type, MsgType::Update | MsgType::Cancel) {
+            return FollowUp::ALL;
+        }
+        alert
+            .infos
+            .iter()
+            .flat_map(|i| i.event_codes.iter())
+            .filter_map(|c| self.standards.get(c.value.as_str()))
+            .map(pick)
+            .fold(FollowUp::default(), |a, b| FollowUp {
+                sms: a.sms || b.sms,
+                email: a.email || b.email,
+            })
+    }
+
     /// Build a verifier; fails when a standard names an unknown field.
     pub fn new(
         registry: Arc<Registry>,
@@ -111,6 +151,14 @@ impl Verifier {
                 Standard {
                     require: s.require.clone(),
                     max_expires: s.max_expires_hours.map(Duration::hours),
+                    on_update: FollowUp {
+                        sms: s.sms_on_update,
+                        email: s.email_on_update,
+                    },
+                    on_cancel: FollowUp {
+                        sms: s.sms_on_cancel,
+                        email: s.email_on_cancel,
+                    },
                 },
             );
         }

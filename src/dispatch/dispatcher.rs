@@ -23,6 +23,7 @@ use super::progress::{AlertProgress, JobProgress};
 use super::rate::TokenBucket;
 use super::retry::RetryPolicy;
 use crate::alert::cap::{MsgType, Status};
+use crate::authority::policy::FollowUp;
 use crate::channel::{AlertContent, Channel, Outcome, Recipient};
 use crate::config::DispatchSettings;
 use crate::journal::{AlertState, CursorRecord, Journal};
@@ -145,12 +146,19 @@ impl Dispatcher {
     }
 
     /// Plan an alert over every channel on the current snapshot.
-    pub fn plan(&self, region: Option<&Region>, status: Status, msg_type: MsgType) -> Plan {
+    pub fn plan(
+        &self,
+        region: Option<&Region>,
+        status: Status,
+        msg_type: MsgType,
+        follow_up: FollowUp,
+    ) -> Plan {
         let channels: Vec<_> = self.inner.slots.iter().map(|s| s.channel.clone()).collect();
         let p = plan::plan(
             region,
             status,
             msg_type,
+            follow_up,
             &self.audience(),
             &self.inner.partners,
             &channels,

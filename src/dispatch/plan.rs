@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::alert::cap::{MsgType, Status};
+use crate::authority::policy::FollowUp;
 use crate::authority::Coverage;
 use crate::channel::{Channel, PartnerRole, Reach, SubscriberKind};
 use crate::subscribers::Audience;
@@ -90,12 +91,15 @@ impl Plan {
 }
 
 /// Plan an alert over `channels`. Test/Exercise alerts go only to partners
-/// that opted into tests (subscribers have no test opt-in yet); a Cancel goes
-/// only to partners (feeds carry state), to every partner when it names no area.
+/// that opted into tests (subscribers have no test opt-in yet). An Update or a
+/// Cancel reaches push subscribers and partners in its area, and SMS and e-mail
+/// subscribers only when `follow_up` (the event's standard) allows; a Cancel
+/// without area goes to every partner.
 pub fn plan(
     region: Option<&Region>,
     status: Status,
     msg_type: MsgType,
+    follow_up: FollowUp,
     audience: &Audience,
     partners: &[Partner],
     channels: &[Arc<dyn Channel>],
@@ -106,7 +110,13 @@ pub fn plan(
     for ch in channels {
         let targets = match ch.reach() {
             Reach::Subscribers(kind) => {
-                if !public || msg_type == MsgType::Cancel {
+                let text_allowed = match kind {
+                    SubscriberKind::Apns | SubscriberKind::Fcm => true,
+                    SubscriberKind::Sms => follow_up.sms,
+                    SubscriberKind::Email => follow_up.email,
+                };
+                let follow = matches!(msg_type, MsgType::Update | MsgType::Cancel);
+                if !public || (follow && !text_allowed) {
                     continue;
                 }
                 let Some(r) = region else { continue };

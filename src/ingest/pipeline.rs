@@ -84,9 +84,12 @@ impl Pipeline {
 
     async fn submit_inner(&self, bytes: &[u8], t0: Instant) -> Result<Receipt, Rejection> {
         let v = self.verifier.verify(bytes, Utc::now())?;
-        let plan = self
-            .dispatcher
-            .plan(v.region.as_ref(), v.alert.status, v.alert.msg_type);
+        let plan = self.dispatcher.plan(
+            v.region.as_ref(),
+            v.alert.status,
+            v.alert.msg_type,
+            self.verifier.follow_up(&v.alert),
+        );
         let targeted = plan.targeted();
         let new = NewAlert {
             alert_id: v.alert_id.clone(),
@@ -165,9 +168,12 @@ impl Pipeline {
                     continue;
                 }
             };
-            let plan = self
-                .dispatcher
-                .plan(region.as_ref(), alert.status, alert.msg_type);
+            let plan = self.dispatcher.plan(
+                region.as_ref(),
+                alert.status,
+                alert.msg_type,
+                self.verifier.follow_up(&alert),
+            );
             let cursors = self.journal.cursors(rec.seq)?;
             let content = Arc::new(AlertContent {
                 seq: rec.seq,

@@ -46,6 +46,18 @@ impl<'a> Text<'a> {
             };
         };
         let nonempty = |s: &'a Option<String>| s.as_deref().filter(|s| !s.trim().is_empty());
+        if alert.msg_type() == MsgType::Cancel {
+            // "Child found": the notification that replaces the alert (same collapse
+            // id) thanks people; the authority's own words follow.
+            return Self {
+                title: found_title(&info.language),
+                description: nonempty(&info.headline)
+                    .or(nonempty(&info.description))
+                    .unwrap_or(&info.event),
+                instruction: "",
+                image: None,
+            };
+        }
         Self {
             title: nonempty(&info.headline).unwrap_or(&info.event),
             description: nonempty(&info.description).unwrap_or(""),
@@ -61,6 +73,16 @@ impl<'a> Text<'a> {
                 })
                 .find_map(|r| r.uri.as_deref().filter(|u| !u.is_empty())),
         }
+    }
+}
+
+/// The title of a Cancel's push notification, in the info block's language.
+pub fn found_title(language: &str) -> &'static str {
+    let primary = language.split('-').next().unwrap_or("");
+    if primary.eq_ignore_ascii_case("zh") {
+        "已找到，感谢关注"
+    } else {
+        "Found — thank you"
     }
 }
 
