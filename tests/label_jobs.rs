@@ -20,29 +20,9 @@ use tocsin::config::{
 };
 use tocsin::daemon::{Daemon, Extras};
 use tocsin::ingest::Receipt;
-use tokio::io::AsyncReadExt;
+use tocsin::testkit::printer::RawPrinter;
 
 const SECRET: &str = "print-secret";
-
-/// A raw print port: every connection's bytes are one job.
-async fn printer() -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let jobs = Arc::new(Mutex::new(Vec::new()));
-    let j = jobs.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let j = j.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                if s.read_to_end(&mut buf).await.is_ok() {
-                    j.lock().push(buf);
-                }
-            });
-        }
-    });
-    (addr, jobs)
-}
 
 type Posts = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
 
@@ -111,7 +91,8 @@ async fn labels_reach_printers_and_a_cancel_withdraws_them() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     let (feed_addr, feed) = partner("feed-secret").await;
-    let (printer_addr, jobs) = printer().await;
+    let printer = RawPrinter::start().await.unwrap();
+    let printer_addr = printer.addr();
     let (service_addr, posts) = print_service().await;
     let mut s = settings(p, &[("news".to_string(), feed_addr, "feed-secret")]);
     s.partners.push(label_partner(
@@ -140,8 +121,8 @@ async fn labels_reach_printers_and_a_cancel_withdraws_them() {
     let original = alert_xml("label-1");
     let r = send(original.clone()).await;
     assert!(matches!(r, Receipt::Accepted { .. }), "{r:?}");
-    assert!(wait_for(20, || jobs.lock().len() == 1 && posts.lock().len() == 1).await);
-    assert_zpl(&jobs.lock()[0], 4);
+    assert!(wait_for(20, || printer.jobs().len() == 1 && posts.lock().len() == 1).await);
+    assert_zpl(&printer.jobs()[0], 4);
     {
         let posts = posts.lock();
         let (h, body) = &posts[0];
@@ -153,22 +134,23 @@ async fn labels_reach_printers_and_a_cancel_withdraws_them() {
         assert!(h.contains_key("idempotency-key"));
     }
     // The two languages give different labels; the feed partner got the envelope only.
-    assert_ne!(jobs.lock()[0], posts.lock()[0].1);
+    assert_ne!(printer.jobs()[0], posts.lock()[0].1);
     assert!(wait_for(10, || feed.distinct() == 1).await);
 
     // The child is found: a Cancel withdraws the notice at both partners.
     let cancel = follow_up(&original, "label-2", "Cancel");
     let r = send(cancel).await;
     assert!(matches!(r, Receipt::Accepted { .. }), "{r:?}");
-    assert!(wait_for(20, || jobs.lock().len() == 2 && posts.lock().len() == 2).await);
-    assert_zpl(&jobs.lock()[1], 2);
-    let posts = posts.lock();
-    assert_eq!(posts[1].0["tocsin-job"], "withdraw");
-    assert_ne!(
-        posts[1].0["idempotency-key"], posts[0].0["idempotency-key"],
-        "a withdrawal is a new job"
-    );
-    drop(posts);
+    assert!(wait_for(20, || printer.jobs().len() == 2 && posts.lock().len() == 2).await);
+    assert_zpl(&printer.jobs()[1], 2);
+    {
+        let posts = posts.lock();
+        assert_eq!(posts[1].0["tocsin-job"], "withdraw");
+        assert_ne!(
+            posts[1].0["idempotency-key"], posts[0].0["idempotency-key"],
+            "a withdrawal is a new job"
+        );
+    }
     let m = daemon.metrics.encode();
     assert!(
         m.contains("tocsin_deliveries_total{channel=\"label\",outcome=\"delivered\"} 4"),

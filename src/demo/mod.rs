@@ -192,6 +192,71 @@ async fn start_text_peers(settings: &mut Settings) -> std::io::Result<TextPeers>
     Ok(TextPeers { smsc, smtp })
 }
 
+/// The child is found: the authority cancels. Push replaces every notification with
+/// "found, thank you", the parcel partner's printer gets the withdrawal label, SMS goes
+/// out as the standard says (`sms_on_cancel`), and the report shows it.
+async fn cancel_step(
+    daemon: &Daemon,
+    original: &str,
+    ident: &str,
+    key: &ed25519_dalek::SigningKey,
+    tls: &rustls::ClientConfig,
+    printer: &crate::testkit::printer::RawPrinter,
+    push: &PushServers,
+) -> Result<(), DemoError> {
+    println!("\nchild found: the authority sends a Cancel");
+    let cancel = sample::follow_up(original, &format!("{ident}-found"), "Cancel", Utc::now());
+    let env = sign1(cancel.as_bytes(), &key_id_for(&key.verifying_key()), key).map_err(err)?;
+    let client = crate::client::IngestClient::connect(daemon.ingest_addr, "localhost", tls.clone())
+        .await
+        .map_err(err)?;
+    let sent_at = Instant::now();
+    let receipt = client.submit(&env).await.map_err(err)?;
+    client.close().await;
+    let Receipt::Accepted { receipt: id, .. } = &receipt else {
+        return Err(DemoError(format!(
+            "the Cancel was not accepted: {receipt:?}"
+        )));
+    };
+    let progress = loop {
+        if let Some(p) = daemon
+            .dispatcher()
+            .all_progress()
+            .into_iter()
+            .find(|p| &p.receipt == id)
+        {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    while !progress.is_done() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for j in &progress.jobs {
+        println!(
+            "  {:<8} {:>10} delivered {:>8} failed",
+            j.channel,
+            j.delivered.load(Ordering::Relaxed),
+            j.failed.load(Ordering::Relaxed)
+        );
+    }
+    let tokens = push.apns.state().by_token.lock().clone();
+    let twice = tokens.values().filter(|&&n| n == 2).count();
+    println!(
+        "  APNs tokens holding the alert then \"已找到，感谢关注\" / \"Found — thank you\": {twice} of {}",
+        tokens.len()
+    );
+    println!(
+        "  label jobs at the parcel printer: {} (the notice, then its withdrawal)",
+        printer.jobs().len()
+    );
+    println!(
+        "  Cancel sent → last delivery {:.2} s",
+        sent_at.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Run the demo.
 pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     let started = Instant::now();
@@ -209,7 +274,11 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     let dev = crate::dev::ensure(&settings.node.state_dir).map_err(err)?;
     let key = crate::dev::read_signing_key(&dev.authority_key).map_err(err)?;
 
-    // Partner receivers, verifying the authority's signature themselves.
+    // Partner receivers, verifying the authority's signature themselves; the parcel
+    // partner also prints labels on a local raw print port.
+    let printer = crate::testkit::printer::RawPrinter::start()
+        .await
+        .map_err(err)?;
     let mut receivers = Vec::new();
     for (i, (name, lat, lon, r)) in DEMO_PARTNERS.iter().enumerate() {
         let secret = format!("demo-secret-{i}").into_bytes();
@@ -231,7 +300,13 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
             },
             tests: false,
             feed: true,
-            label: None,
+            label: name
+                .starts_with("parcel")
+                .then(|| crate::config::LabelPartnerSettings {
+                    transport: crate::config::LabelTransportKind::Raw,
+                    address: printer.addr().to_string(),
+                    language: "zh-CN".into(),
+                }),
         });
         receivers.push((*name, seen));
     }
@@ -278,6 +353,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     let env = sign1(xml.as_bytes(), &key_id_for(&key.verifying_key()), &key).map_err(err)?;
     let roots = crate::tls::load_certs(&dev.cert).map_err(err)?;
     let tls = crate::tls::client_config(roots, None).map_err(err)?;
+    let tls_for_cancel = tls.clone();
     let client = crate::client::IngestClient::connect(daemon.ingest_addr, "localhost", tls)
         .await
         .map_err(err)?;
@@ -360,6 +436,10 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
                 exactly_once(&peers.smtp.state().by_recipient()),
                 "SMTP to the local mail server, text + HTML",
             ),
+            "label" => (
+                printer.jobs().len() as u64 == d,
+                "ZPL over raw TCP to the parcel partner's local printer port",
+            ),
             "apns" => {
                 let counts = push.apns.state().by_token.lock().clone();
                 let once = counts.values().filter(|&&n| n == 1).count() as u64;
@@ -424,6 +504,16 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
             targeted - delivered
         )));
     }
+    cancel_step(
+        &daemon,
+        &xml,
+        &ident,
+        &key,
+        &tls_for_cancel,
+        &printer,
+        &push,
+    )
+    .await?;
     if !opts.exit {
         println!("\nserving until Ctrl-C …");
         let _ = tokio::signal::ctrl_c().await;

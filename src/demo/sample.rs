@@ -57,6 +57,34 @@ pub fn fresh_alert(ident: &str, now: DateTime<Utc>) -> String {
     set_elements(&x, "expires", &cap_time(now + chrono::Duration::hours(24)))
 }
 
+/// The text of the first `<name>…</name>` element, if any.
+pub fn element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    let start = xml.find(&open)? + open.len();
+    let len = xml[start..].find(&close)?;
+    Some(&xml[start..start + len])
+}
+
+/// An Update or Cancel of `original` (a copy of it with a new identifier, `sent` =
+/// `now`, the `msgType`, and a `<references>` to the original).
+pub fn follow_up(original: &str, ident: &str, msg_type: &str, now: DateTime<Utc>) -> String {
+    let reference = format!(
+        "{},{},{}",
+        element(original, "sender").unwrap_or(""),
+        element(original, "identifier").unwrap_or(""),
+        element(original, "sent").unwrap_or("")
+    );
+    let x = remove_elements(original, "references");
+    let x = set_elements(&x, "identifier", ident);
+    let x = set_elements(&x, "sent", &cap_time(now));
+    let x = set_elements(&x, "msgType", msg_type);
+    x.replacen(
+        "<scope>Public</scope>",
+        &format!("<scope>Public</scope>\n  <references>{reference}</references>"),
+        1,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! Local servers that speak providers' real wire protocols (APNs and FCM over
 //! HTTP/2 with TLS, the OAuth token endpoint, an SMPP 3.4 SMS centre, an SMTP
-//! sink), with fault injection. The
+//! sink, a raw label-printer port), with fault injection. The
 //! integration tests, the push bench and `tocsin demo` use them; they are
 //! compiled into the library so the demo can run them in-process.
 //!
@@ -18,6 +18,7 @@ pub mod fcm_server;
 pub mod h2client;
 mod jwt;
 pub mod keys;
+pub mod printer;
 mod serve;
 pub mod smsc;
 pub mod smtp_sink;
