@@ -102,6 +102,38 @@ pub enum Outcome {
     Rejected { reason: &'static str, drop: bool },
 }
 
+/// Settle every recipient of a batch: `start(i)` either settles recipient `i` at once
+/// (an unusable address) or returns the future that sends to it. The futures run
+/// concurrently and each outcome lands in its recipient's slot of `out`, so `out`
+/// keeps recipient order (the `Channel::deliver` contract).
+pub async fn settle_each<Fut>(
+    count: usize,
+    out: &mut Vec<Outcome>,
+    mut start: impl FnMut(usize) -> Result<Fut, Outcome>,
+) where
+    Fut: std::future::Future<Output = Outcome>,
+{
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let base = out.len();
+    out.resize(
+        base + count,
+        Outcome::Retry {
+            after: None,
+            reason: "not_sent",
+        },
+    );
+    let mut running = FuturesUnordered::new();
+    for i in 0..count {
+        match start(i) {
+            Ok(send) => running.push(async move { (i, send.await) }),
+            Err(settled) => out[base + i] = settled,
+        }
+    }
+    while let Some((i, outcome)) = running.next().await {
+        out[base + i] = outcome;
+    }
+}
+
 /// A delivery path. Implementations must be cheap to call concurrently.
 #[async_trait]
 pub trait Channel: Send + Sync + 'static {

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use futures::stream::{FuturesUnordered, StreamExt as _};
 use lettre::address::Envelope;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
@@ -34,7 +33,9 @@ use self::pool::{Endpoint, Failure, Security, SmtpPool};
 use self::reply::reply_outcome;
 use crate::channel::push::render::PerLanguage;
 use crate::channel::push::token_tag;
-use crate::channel::{AlertContent, Channel, Outcome, Reach, Recipient, SubscriberKind};
+use crate::channel::{
+    settle_each, AlertContent, Channel, Outcome, Reach, Recipient, SubscriberKind,
+};
 use crate::config::{EmailSettings, SmtpSecurity};
 use crate::metrics::{GatewayLabel, Metrics};
 
@@ -282,35 +283,24 @@ impl Channel for EmailChannel {
         );
         let date = SystemTime::now();
         let mut templates: PerLanguage<'_, Arc<Template>> = PerLanguage::default();
-        let base = out.len();
-        out.resize(
-            base + recipients.len(),
-            Outcome::Retry {
-                after: None,
-                reason: "not_sent",
-            },
-        );
-        let mut running = FuturesUnordered::new();
-        for (i, r) in recipients.iter().enumerate() {
+        let ids = &ids;
+        settle_each(recipients.len(), out, |i| {
+            let r = &recipients[i];
             let addressed = r.address.trim().parse::<Address>().ok().and_then(|to| {
                 let envelope = Envelope::new(Some(self.from.email.clone()), vec![to.clone()]);
                 envelope.ok().map(|e| (Mailbox::new(None, to), e))
             });
-            let Some((to, envelope)) = addressed else {
-                out[base + i] = Outcome::Rejected {
-                    reason: "invalid_address",
-                    drop: true,
-                };
-                continue;
-            };
+            let (to, envelope) = addressed.ok_or(Outcome::Rejected {
+                reason: "invalid_address",
+                drop: true,
+            })?;
             let template = templates
                 .get(alert, r.language, |info| {
                     let text = render::render(alert, info, &self.public_url);
                     Arc::new(Template::new(&self.from, date, &text))
                 })
                 .clone();
-            let ids = &ids;
-            running.push(async move {
+            Ok(async move {
                 let message = template.message(&Addressing {
                     to: &to,
                     message_id: ids.own(r.id),
@@ -318,12 +308,10 @@ impl Channel for EmailChannel {
                     unsubscribe: (!self.unsubscribe_url.is_empty())
                         .then(|| mime::unsubscribe_url(&self.unsubscribe_url, r.id)),
                 });
-                (i, self.send(&envelope, &message, r.address).await)
-            });
-        }
-        while let Some((i, outcome)) = running.next().await {
-            out[base + i] = outcome;
-        }
+                self.send(&envelope, &message, r.address).await
+            })
+        })
+        .await;
     }
 
     async fn close(&self) {

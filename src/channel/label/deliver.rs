@@ -9,13 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::io::AsyncWriteExt;
 
 use super::{photo_bytes, render, render_withdrawal, Label, LabelOptions};
 use crate::alert::cap::MsgType;
 use crate::channel::feed::{classify, idempotency_key, signature_header};
-use crate::channel::{AlertContent, Channel, Outcome, PartnerRole, Reach, Recipient};
+use crate::channel::{settle_each, AlertContent, Channel, Outcome, PartnerRole, Reach, Recipient};
 use crate::config::LabelTransportKind;
 use crate::dispatch::Partner;
 
@@ -180,31 +179,20 @@ impl Channel for LabelChannel {
             }
             labels.push((lang, rendered.ok().map(Arc::new)));
         }
-        let base = out.len();
-        out.resize(
-            base + recipients.len(),
-            Outcome::Retry {
-                after: None,
-                reason: "not_sent",
-            },
-        );
-        let mut running = FuturesUnordered::new();
-        for (i, r) in recipients.iter().enumerate() {
+        settle_each(recipients.len(), out, |i| {
+            let r = &recipients[i];
             let label = labels
                 .iter()
                 .find(|(l, _)| *l == r.language)
                 .and_then(|(_, l)| l.clone());
             let (Some(label), Some(partner)) = (label, self.partners.get(r.id as usize)) else {
-                out[base + i] = Outcome::Rejected {
+                return Err(Outcome::Rejected {
                     reason: "label_unrenderable",
                     drop: false,
-                };
-                continue;
+                });
             };
-            running.push(async move { (i, self.send(alert, partner, &label).await) });
-        }
-        while let Some((i, o)) = running.next().await {
-            out[base + i] = o;
-        }
+            Ok(async move { self.send(alert, partner, &label).await })
+        })
+        .await;
     }
 }

@@ -12,10 +12,11 @@ pub mod text;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::channel::push::render::PerLanguage;
-use crate::channel::{AlertContent, Channel, Outcome, Reach, Recipient, SubscriberKind};
+use crate::channel::{
+    settle_each, AlertContent, Channel, Outcome, Reach, Recipient, SubscriberKind,
+};
 
 pub use render::SmsMessage;
 
@@ -74,22 +75,13 @@ impl Channel for SmsChannel {
     ) {
         let reference = render::reference(alert);
         let mut messages: PerLanguage<'_, Option<Arc<SmsMessage>>> = PerLanguage::default();
-        let mut running = FuturesUnordered::new();
-        let base = out.len();
-        out.resize(
-            base + recipients.len(),
-            Outcome::Retry {
-                after: None,
-                reason: "not_sent",
-            },
-        );
-        for (i, r) in recipients.iter().enumerate() {
+        settle_each(recipients.len(), out, |i| {
+            let r = &recipients[i];
             if !valid_number(r.address) {
-                out[base + i] = Outcome::Rejected {
+                return Err(Outcome::Rejected {
                     reason: "invalid_number",
                     drop: true,
-                };
-                continue;
+                });
             }
             let message = messages
                 .get(alert, r.language, |info| {
@@ -97,20 +89,15 @@ impl Channel for SmsChannel {
                         .ok()
                         .map(Arc::new)
                 })
-                .clone();
-            let Some(message) = message else {
-                out[base + i] = Outcome::Rejected {
+                .clone()
+                .ok_or(Outcome::Rejected {
                     reason: "text_too_long",
                     drop: false,
-                };
-                continue;
-            };
+                })?;
             let transport = &self.transport;
-            running.push(async move { (i, transport.send(r.address, &message).await) });
-        }
-        while let Some((i, outcome)) = running.next().await {
-            out[base + i] = outcome;
-        }
+            Ok(async move { transport.send(r.address, &message).await })
+        })
+        .await;
     }
 
     async fn close(&self) {
