@@ -167,11 +167,15 @@ pub struct LabelSettings {
     pub timeout_ms: u64,
     /// Extra CA certificate (PEM) trusted for HTTPS print services.
     pub ca: Option<PathBuf>,
+    /// Fetch the child's photo from the CAP resource `uri` when the alert does not
+    /// embed it (`derefUri`); http(s) only, at most 2 MiB, within `timeout_ms`.
+    pub fetch_photos: bool,
 }
 
 impl Default for LabelSettings {
     fn default() -> Self {
         Self {
+            fetch_photos: false,
             enabled: true,
             concurrency: 16,
             rate_per_sec: 100.0,

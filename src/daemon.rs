@@ -312,6 +312,7 @@ fn label_channel(
         &settings.admin.public_url,
         Duration::from_millis(l.timeout_ms),
         ca.as_deref(),
+        l.fetch_photos,
     )
     .map_err(|e| DaemonError::Config(e.to_string()))?;
     let limits = ChannelLimits {

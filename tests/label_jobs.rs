@@ -158,3 +158,77 @@ async fn labels_reach_printers_and_a_cancel_withdraws_them() {
     );
     daemon.shutdown().await;
 }
+
+/// With `fetch_photos`, a photo the alert only links (`<uri>`) is fetched and printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linked_photos_are_fetched_when_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let printer = RawPrinter::start().await.unwrap();
+    // A photo server: a 200×260 gradient JPEG, counting fetches.
+    let mut jpeg = Vec::new();
+    let img = image::GrayImage::from_fn(200, 260, |x, y| image::Luma([((x + y) % 256) as u8]));
+    img.write_to(
+        &mut std::io::Cursor::new(&mut jpeg),
+        image::ImageFormat::Jpeg,
+    )
+    .unwrap();
+    let fetched = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let f = fetched.clone();
+    let app = axum::Router::new().route(
+        "/photo.jpg",
+        axum::routing::get(move || {
+            let (f, jpeg) = (f.clone(), jpeg.clone());
+            async move {
+                f.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ([("content-type", "image/jpeg")], jpeg)
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let photo_addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+
+    let mut s = settings(p, &[]);
+    s.channels.label.fetch_photos = true;
+    s.partners.push(label_partner(
+        "parcels-raw",
+        LabelTransportKind::Raw,
+        printer.addr().to_string(),
+        "zh-CN",
+    ));
+    let daemon = Daemon::start(s, Extras::default()).await.unwrap();
+    let xml = alert_xml("label-photo").replace(
+        "https://police.example.gov.cn/alerts/GZPSB-CA-2026-1129-0001/photo.jpg",
+        &format!("http://{photo_addr}/photo.jpg"),
+    );
+    let c = client(p, daemon.ingest_addr).await;
+    let r = c.submit(&sign(&xml, "gz-1", &key(1))).await.unwrap();
+    c.close().await;
+    assert!(matches!(r, Receipt::Accepted { .. }), "{r:?}");
+    assert!(wait_for(20, || printer.jobs().len() == 1).await);
+    assert!(
+        fetched.load(std::sync::atomic::Ordering::Relaxed) >= 1,
+        "photo fetched"
+    );
+    let with_photo = printer.jobs()[0].clone();
+    assert_zpl(&printer.jobs()[0], 4);
+    // The same alert whose photo link is dead (404) prints without it ("NO PHOTO").
+    let xml2 = alert_xml("label-nophoto").replace(
+        "https://police.example.gov.cn/alerts/GZPSB-CA-2026-1129-0001/photo.jpg",
+        &format!("http://{photo_addr}/missing.jpg"),
+    );
+    let c = client(p, daemon.ingest_addr).await;
+    let r = c.submit(&sign(&xml2, "gz-1", &key(1))).await.unwrap();
+    c.close().await;
+    assert!(matches!(r, Receipt::Accepted { .. }), "{r:?}");
+    assert!(wait_for(20, || printer.jobs().len() == 2).await);
+    // Same size (every element is a full raster of its box), different dots.
+    assert_eq!(with_photo.len(), printer.jobs()[1].len());
+    assert_ne!(
+        with_photo,
+        printer.jobs()[1],
+        "the photo's dots are printed"
+    );
+    daemon.shutdown().await;
+}

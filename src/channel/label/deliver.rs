@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 
+use super::photo::MAX_PHOTO_BYTES;
 use super::{photo_bytes, render, render_withdrawal, Label, LabelOptions};
 use crate::alert::cap::MsgType;
 use crate::channel::feed::{classify, idempotency_key, signature_header};
@@ -27,6 +28,7 @@ pub struct LabelChannel {
     public_url: String,
     client: reqwest::Client,
     timeout: Duration,
+    fetch_photos: bool,
 }
 
 /// Errors building the channel.
@@ -42,6 +44,7 @@ impl LabelChannel {
         public_url: &str,
         timeout: Duration,
         extra_ca_pem: Option<&[u8]>,
+        fetch_photos: bool,
     ) -> Result<Self, LabelChannelError> {
         let mut b = reqwest::Client::builder()
             .timeout(timeout)
@@ -61,7 +64,44 @@ impl LabelChannel {
                 .build()
                 .map_err(|e| LabelChannelError::Client(e.to_string()))?,
             timeout,
+            fetch_photos,
         })
+    }
+
+    /// The photo of `info`: embedded (`derefUri`), else fetched from the first image
+    /// resource's `uri` when enabled: http(s) only, no redirects, at most
+    /// [`MAX_PHOTO_BYTES`] read, within the channel's timeout.
+    async fn photo(&self, info: Option<&crate::alert::cap::Info>) -> Option<Vec<u8>> {
+        let info = info?;
+        if let Some(p) = photo_bytes(info) {
+            return Some(p);
+        }
+        if !self.fetch_photos {
+            return None;
+        }
+        let uri = info
+            .resources
+            .iter()
+            .filter(|r| {
+                r.mime_type
+                    .trim()
+                    .to_ascii_lowercase()
+                    .starts_with("image/")
+            })
+            .find_map(|r| r.uri.as_deref())
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))?;
+        let mut resp = self.client.get(uri).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.ok()? {
+            if bytes.len() + chunk.len() > MAX_PHOTO_BYTES {
+                return None;
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Some(bytes)
     }
 
     async fn send(&self, alert: &AlertContent, partner: &Partner, label: &Label) -> Outcome {
@@ -167,7 +207,7 @@ impl Channel for LabelChannel {
             let rendered = if alert.msg_type() == MsgType::Cancel {
                 render_withdrawal(alert, &opts)
             } else {
-                let photo = alert.info_for(lang).and_then(photo_bytes);
+                let photo = self.photo(alert.info_for(lang)).await;
                 match render(alert, photo.as_deref(), &opts) {
                     // A photo that does not decode: print the notice without it.
                     Err(e) if e.is_photo() => render(alert, None, &opts),
