@@ -170,3 +170,98 @@ async fn updates_and_cancels_follow_each_channels_policy() {
     assert!(by_address.values().all(|&n| n == 2), "{by_address:?}");
     daemon.shutdown().await;
 }
+
+/// An Update replaces the pending deliveries of the old content: SMS of the Alert stuck
+/// at a stalled SMS centre are abandoned when the Update arrives, and every number gets
+/// the Update's text once and never the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_replaces_pending_sms_of_the_old_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let smsc = SmscServer::start(true).await.unwrap();
+    let st = smsc.state();
+    let mut s = settings(p, &[]);
+    let sms = &mut s.channels.sms;
+    sms.enabled = true;
+    sms.max_parts = 3;
+    sms.smsc = vec![SmscSettings {
+        port: smsc.addr().port(),
+        system_id: "tocsin".into(),
+        binds: 1,
+        response_timeout_ms: 300,
+        ..SmscSettings::default()
+    }];
+    s.standards[0].sms_on_update = true;
+    let numbers: Vec<String> = (0..6).map(|i| format!("+8613900001{i:03}")).collect();
+    let mut l = AudienceLoader::with_capacity(numbers.len());
+    for (i, n) in numbers.iter().enumerate() {
+        l.add(
+            i as u32,
+            SubscriberKind::Sms,
+            n,
+            23.10 + i as f64 * 0.005,
+            113.26,
+            LANGS[i % 2],
+        );
+    }
+    let daemon = Daemon::start(
+        s,
+        Extras {
+            channels: vec![],
+            audience: Some(Arc::new(l.build())),
+        },
+    )
+    .await
+    .unwrap();
+    let submit = |xml: String| {
+        let (dir, addr) = (p.to_path_buf(), daemon.ingest_addr);
+        async move {
+            let c = client(&dir, addr).await;
+            let r = c.submit(&sign(&xml, "gz-1", &key(1))).await.unwrap();
+            c.close().await;
+            assert!(matches!(r, Receipt::Accepted { .. }), "{r:?}");
+        }
+    };
+
+    st.stall(true);
+    let original = alert_xml("replace-1");
+    submit(original.clone()).await;
+    assert!(
+        wait_for(10, || st.received() >= 1).await,
+        "the Alert's SMS reached the SMSC"
+    );
+    submit(follow_up(&original, "replace-2", "Update")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    st.stall(false);
+    let done = wait_for(30, || {
+        daemon.dispatcher().progress(2).is_some_and(|p| p.is_done())
+    })
+    .await;
+    assert!(
+        done,
+        "{:?}",
+        daemon.dispatcher().progress(2).map(|p| p.view())
+    );
+
+    let by_number = st.messages_by_destination();
+    assert_eq!(by_number.len(), numbers.len(), "{by_number:?}");
+    assert!(by_number.values().all(|&n| n == 1), "{by_number:?}");
+    for sub in st.submits() {
+        let first = sub.esm_class & 0x40 == 0 || sub.short_message.get(5) == Some(&1);
+        if !first {
+            continue;
+        }
+        let body = if sub.esm_class & 0x40 != 0 {
+            &sub.short_message[UDH_LEN..]
+        } else {
+            &sub.short_message[..]
+        };
+        let text = if sub.data_coding == 8 {
+            decode_ucs2(body)
+        } else {
+            decode_gsm7(body)
+        };
+        assert!(text.starts_with("UPDATE: "), "old content went out: {text}");
+    }
+    daemon.shutdown().await;
+}

@@ -71,7 +71,7 @@ struct Bind {
     up: AtomicBool,
     window: Semaphore,
     /// Requests outstanding on the current session (see [`Driven`]).
-    busy: Arc<AtomicUsize>,
+    busy: Arc<Outstanding>,
 }
 
 impl Bind {
@@ -165,7 +165,7 @@ impl SmppTransport {
                     client: Mutex::new(None),
                     up: AtomicBool::new(false),
                     window: Semaphore::new(s.window),
-                    busy: Arc::new(AtomicUsize::new(0)),
+                    busy: Arc::new(Outstanding::default()),
                 }));
             }
         }
@@ -469,7 +469,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for 
 
 async fn connect_and_bind(
     smsc: &Smsc,
-    busy: &Arc<AtomicUsize>,
+    busy: &Arc<Outstanding>,
 ) -> Result<(Client, Events), rusmppc::error::Error> {
     let s = &smsc.settings;
     let stream = open_stream(smsc)
@@ -546,7 +546,7 @@ fn c_field<const N: usize>(v: &str) -> Result<COctetString<1, N>, rusmppc::error
 /// this re-polls it every millisecond; idle, it costs nothing.
 struct Driven<F> {
     inner: std::pin::Pin<Box<F>>,
-    busy: Arc<AtomicUsize>,
+    busy: Arc<Outstanding>,
     tick: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
@@ -559,10 +559,12 @@ impl<F: std::future::Future<Output = ()>> std::future::Future for Driven<F> {
     ) -> std::task::Poll<()> {
         use std::task::Poll;
         loop {
+            // Registered before polling, so a request queued from now on wakes us.
+            self.busy.waker.register(cx.waker());
             if self.inner.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(());
             }
-            if self.busy.load(Ordering::Relaxed) == 0 {
+            if self.busy.count.load(Ordering::Relaxed) == 0 {
                 self.tick = None;
                 return Poll::Pending;
             }
@@ -577,19 +579,29 @@ impl<F: std::future::Future<Output = ()>> std::future::Future for Driven<F> {
     }
 }
 
-/// Counts a request outstanding on a bind for as long as it lives.
-struct Busy<'a>(&'a AtomicUsize);
+/// Requests outstanding on a session, and the waker of its [`Driven`] task.
+#[derive(Default)]
+struct Outstanding {
+    count: AtomicUsize,
+    waker: futures::task::AtomicWaker,
+}
+
+/// Counts a request outstanding on a bind for as long as it lives. Starting one wakes
+/// the session's [`Driven`] task: rusmppc may be parked with requests it will not look
+/// at on its own (an earlier request dropped mid-flight leaves no tick running).
+struct Busy<'a>(&'a Outstanding);
 
 impl<'a> Busy<'a> {
-    fn new(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Self(counter)
+    fn new(outstanding: &'a Outstanding) -> Self {
+        outstanding.count.fetch_add(1, Ordering::Relaxed);
+        outstanding.waker.wake();
+        Self(outstanding)
     }
 }
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
