@@ -23,7 +23,6 @@ use tocsin::channel::email::mime::message_id;
 use tocsin::channel::email::EmailChannel;
 use tocsin::channel::{AlertContent, Channel, Outcome, Recipient, SubscriberKind};
 use tocsin::config::{EmailSettings, SmtpSecurity};
-use tocsin::daemon::{Daemon, Extras};
 use tocsin::ingest::Receipt;
 use tocsin::metrics::Metrics;
 use tocsin::subscribers::{Audience, AudienceLoader};
@@ -507,22 +506,9 @@ async fn daemon_mails_every_subscriber_once() {
     };
     s.validate().unwrap();
     let audience = email_audience();
-    let daemon = Daemon::start(
-        s,
-        Extras {
-            channels: vec![],
-            audience: Some(audience.clone()),
-        },
-    )
-    .await
-    .unwrap();
+    let daemon = start_with(s, audience.clone()).await;
 
-    let c = client(p, daemon.ingest_addr).await;
-    let r = c
-        .submit(&sign(&alert_xml("email-e2e"), "gz-1", &key(1)))
-        .await
-        .unwrap();
-    c.close().await;
+    let r = submit(p, daemon.ingest_addr, &alert_xml("email-e2e")).await;
     assert!(
         matches!(r, Receipt::Accepted { targeted, .. } if targeted == u64::from(INVALID + 1)),
         "{r:?}"

@@ -12,15 +12,32 @@ use support::*;
 use tocsin::channel::sms::text::{decode_gsm7, decode_ucs2, UDH_LEN};
 use tocsin::channel::SubscriberKind;
 use tocsin::config::{SmscSettings, SmtpSecurity};
-use tocsin::daemon::{Daemon, Extras};
 use tocsin::ingest::Receipt;
 use tocsin::subscribers::AudienceLoader;
 use tocsin::testkit::apns_server::{ApnsServer, ApnsServerOptions, DEFAULT_TOPIC};
 use tocsin::testkit::keys::ApnsTestKey;
-use tocsin::testkit::smsc::SmscServer;
+use tocsin::testkit::smsc::{SmscServer, Submit};
 use tocsin::testkit::smtp_sink::SmtpSink;
 
 const LANGS: [&str; 2] = ["zh-CN", "en-US"];
+
+/// The text of every single SMS or first part of a concatenated one (where the
+/// `UPDATE: ` / `CANCELLED: ` prefix is).
+fn first_part_texts(submits: &[Submit]) -> Vec<String> {
+    submits
+        .iter()
+        .filter(|s| s.esm_class & 0x40 == 0 || s.short_message.get(5) == Some(&1))
+        .map(|s| {
+            let udhi = s.esm_class & 0x40 != 0;
+            let body = &s.short_message[if udhi { UDH_LEN } else { 0 }..];
+            if s.data_coding == 8 {
+                decode_ucs2(body)
+            } else {
+                decode_gsm7(body)
+            }
+        })
+        .collect()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_and_cancels_follow_each_channels_policy() {
@@ -82,21 +99,11 @@ async fn updates_and_cancels_follow_each_channels_policy() {
             lang,
         );
     }
-    let daemon = Daemon::start(
-        s,
-        Extras {
-            channels: vec![],
-            audience: Some(Arc::new(l.build())),
-        },
-    )
-    .await
-    .unwrap();
+    let daemon = start_with(s, Arc::new(l.build())).await;
     let send = |xml: String, seq: u64| {
         let (dir, addr, d) = (p.to_path_buf(), daemon.ingest_addr, &daemon);
         async move {
-            let c = client(&dir, addr).await;
-            let r = c.submit(&sign(&xml, "gz-1", &key(1))).await.unwrap();
-            c.close().await;
+            let r = submit(&dir, addr, &xml).await;
             assert!(matches!(r, Receipt::Accepted { .. }), "{r:?}");
             let done = wait_for(30, || {
                 d.dispatcher().progress(seq).is_some_and(|p| p.is_done())
@@ -136,24 +143,7 @@ async fn updates_and_cancels_follow_each_channels_policy() {
     let by_number = smsc.state().messages_by_destination();
     assert_eq!(by_number.len(), 2);
     assert!(by_number.values().all(|&n| n == 2), "{by_number:?}");
-    let texts: Vec<String> = smsc
-        .state()
-        .submits()
-        .iter()
-        .filter(|s| s.esm_class & 0x40 == 0 || s.short_message.get(5) == Some(&1))
-        .map(|s| {
-            let body = if s.esm_class & 0x40 != 0 {
-                &s.short_message[UDH_LEN..]
-            } else {
-                &s.short_message[..]
-            };
-            if s.data_coding == 8 {
-                decode_ucs2(body)
-            } else {
-                decode_gsm7(body)
-            }
-        })
-        .collect();
+    let texts = first_part_texts(&smsc.state().submits());
     assert_eq!(
         texts
             .iter()
@@ -204,33 +194,23 @@ async fn an_update_replaces_pending_sms_of_the_old_content() {
             LANGS[i % 2],
         );
     }
-    let daemon = Daemon::start(
-        s,
-        Extras {
-            channels: vec![],
-            audience: Some(Arc::new(l.build())),
-        },
-    )
-    .await
-    .unwrap();
-    let submit = |xml: String| {
+    let daemon = start_with(s, Arc::new(l.build())).await;
+    let accepted = |xml: String| {
         let (dir, addr) = (p.to_path_buf(), daemon.ingest_addr);
         async move {
-            let c = client(&dir, addr).await;
-            let r = c.submit(&sign(&xml, "gz-1", &key(1))).await.unwrap();
-            c.close().await;
+            let r = submit(&dir, addr, &xml).await;
             assert!(matches!(r, Receipt::Accepted { .. }), "{r:?}");
         }
     };
 
     st.stall(true);
     let original = alert_xml("replace-1");
-    submit(original.clone()).await;
+    accepted(original.clone()).await;
     assert!(
         wait_for(10, || st.received() >= 1).await,
         "the Alert's SMS reached the SMSC"
     );
-    submit(follow_up(&original, "replace-2", "Update")).await;
+    accepted(follow_up(&original, "replace-2", "Update")).await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     st.stall(false);
     let done = wait_for(30, || {
@@ -246,21 +226,7 @@ async fn an_update_replaces_pending_sms_of_the_old_content() {
     let by_number = st.messages_by_destination();
     assert_eq!(by_number.len(), numbers.len(), "{by_number:?}");
     assert!(by_number.values().all(|&n| n == 1), "{by_number:?}");
-    for sub in st.submits() {
-        let first = sub.esm_class & 0x40 == 0 || sub.short_message.get(5) == Some(&1);
-        if !first {
-            continue;
-        }
-        let body = if sub.esm_class & 0x40 != 0 {
-            &sub.short_message[UDH_LEN..]
-        } else {
-            &sub.short_message[..]
-        };
-        let text = if sub.data_coding == 8 {
-            decode_ucs2(body)
-        } else {
-            decode_gsm7(body)
-        };
+    for text in first_part_texts(&st.submits()) {
         assert!(text.starts_with("UPDATE: "), "old content went out: {text}");
     }
     daemon.shutdown().await;

@@ -22,7 +22,6 @@ use tocsin::channel::sms::text::{decode_gsm7, decode_ucs2, UDH_LEN};
 use tocsin::channel::sms::{SmsChannel, SmsTransport};
 use tocsin::channel::{AlertContent, Channel, Outcome, Recipient, SubscriberKind};
 use tocsin::config::SmscSettings;
-use tocsin::daemon::{Daemon, Extras};
 use tocsin::demo::sample::fresh_alert;
 use tocsin::ingest::Receipt;
 use tocsin::metrics::Metrics;
@@ -449,21 +448,8 @@ async fn daemon_texts_each_subscriber_once_through_smpp34() {
     // Throttled twice by the SMSC: delivered by the dispatcher's retries.
     l.add(21, SubscriberKind::Sms, "88800000", 23.13, 113.26, "en-US");
     let audience = Arc::new(l.build());
-    let daemon = Daemon::start(
-        s,
-        Extras {
-            channels: vec![],
-            audience: Some(audience.clone()),
-        },
-    )
-    .await
-    .unwrap();
-    let c = client(p, daemon.ingest_addr).await;
-    let r = c
-        .submit(&sign(&alert_xml("sms-e2e-1"), "gz-1", &key(1)))
-        .await
-        .unwrap();
-    c.close().await;
+    let daemon = start_with(s, audience.clone()).await;
+    let r = submit(p, daemon.ingest_addr, &alert_xml("sms-e2e-1")).await;
     assert!(matches!(r, Receipt::Accepted { targeted: 22, .. }), "{r:?}");
     let done = wait_for(30, || {
         daemon.dispatcher().progress(1).is_some_and(|p| p.is_done())

@@ -178,3 +178,25 @@ pub async fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
 pub fn code(r: &Receipt) -> &str {
     r.code().unwrap_or("(accepted)")
 }
+
+/// Start an in-process daemon on `settings` with a prepared audience.
+pub async fn start_with(
+    settings: Settings,
+    audience: Arc<tocsin::subscribers::Audience>,
+) -> tocsin::daemon::Daemon {
+    let extras = tocsin::daemon::Extras {
+        channels: vec![],
+        audience: Some(audience),
+    };
+    tocsin::daemon::Daemon::start(settings, extras)
+        .await
+        .expect("daemon starts")
+}
+
+/// Sign `xml` with the Guangzhou authority's key `gz-1` and submit it over QUIC.
+pub async fn submit(dir: &Path, addr: SocketAddr, xml: &str) -> Receipt {
+    let c = client(dir, addr).await;
+    let r = c.submit(&sign(xml, "gz-1", &key(1))).await.expect("submit");
+    c.close().await;
+    r
+}

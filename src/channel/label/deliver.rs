@@ -19,6 +19,16 @@ use crate::channel::{settle_each, AlertContent, Channel, Outcome, PartnerRole, R
 use crate::config::LabelTransportKind;
 use crate::dispatch::Partner;
 
+/// Run CPU-bound `f` without stalling the tasks queued on this worker: through
+/// `block_in_place` on a multi-threaded runtime, inline elsewhere (where that panics).
+fn cpu_work<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// ZPL's media type for the HTTPS print service.
 pub const ZPL_CONTENT_TYPE: &str = "application/vnd.zebra.zpl";
 
@@ -193,8 +203,9 @@ impl Channel for LabelChannel {
         recipients: &[Recipient<'_>],
         out: &mut Vec<Outcome>,
     ) {
-        // One label per distinct language. Rendering (font rasterizing, dithering) takes
-        // a few milliseconds and label partners are few, so it runs inline.
+        // One label per distinct language. Rendering (font rasterizing, dithering) is
+        // CPU work of milliseconds: on a multi-threaded runtime the worker hands its
+        // other tasks off meanwhile.
         let mut languages: Vec<&str> = recipients.iter().map(|r| r.language).collect();
         languages.sort_unstable();
         languages.dedup();
@@ -205,14 +216,14 @@ impl Channel for LabelChannel {
                 language: lang.to_string(),
             };
             let rendered = if alert.msg_type() == MsgType::Cancel {
-                render_withdrawal(alert, &opts)
+                cpu_work(|| render_withdrawal(alert, &opts))
             } else {
                 let photo = self.photo(alert.info_for(lang)).await;
-                match render(alert, photo.as_deref(), &opts) {
+                cpu_work(|| match render(alert, photo.as_deref(), &opts) {
                     // A photo that does not decode: print the notice without it.
                     Err(e) if e.is_photo() => render(alert, None, &opts),
                     other => other,
-                }
+                })
             };
             if let Err(e) = &rendered {
                 tracing::error!(alert = %alert.alert_id, language = lang, error = %e, "label rendering failed");
