@@ -65,7 +65,7 @@ fn content(seq: u64, alert: &cap::Alert, envelope: &Arc<[u8]>) -> Arc<AlertConte
 /// Start one alert and wait until its job is done; returns the time taken.
 async fn fan_out(d: &Dispatcher, c: Arc<AlertContent>, plan: Plan) -> Duration {
     let t0 = Instant::now();
-    let progress = d.start(c, plan, &BTreeMap::new());
+    let progress = d.start(c, plan, &BTreeMap::new(), None);
     // The bench future runs on criterion's thread, outside the two runtime
     // workers, so a 1 ms sleep (not a spin) keeps it off the CPUs the
     // dispatcher needs. It adds at most ~1 ms to a 60–130 ms iteration, so
@@ -166,7 +166,7 @@ fn bench(c: &mut Criterion) {
             dispatcher, sink, ..
         } = &rig(&rt, &audience, settings);
         let plan = dispatcher.plan(
-            Some(&region),
+            &tocsin::dispatch::Scope::area(Some(&region)),
             Status::Actual,
             MsgType::Alert,
             tocsin::authority::policy::FollowUp::ALL,

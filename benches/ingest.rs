@@ -350,6 +350,7 @@ fn new_alert(n: u64, env: &Arc<[u8]>, now: DateTime<Utc>) -> NewAlert {
         status: "Actual".into(),
         references: Vec::new(),
         targeted: BTreeMap::from([("feed".to_string(), 0)]),
+        expansion: None,
     }
 }
 

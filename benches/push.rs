@@ -390,7 +390,7 @@ async fn daemon_path(
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
     let targeted: u64 = progress
-        .jobs
+        .jobs()
         .iter()
         .map(|j| j.targeted.load(Ordering::Relaxed))
         .sum();
@@ -412,7 +412,7 @@ async fn daemon_path(
         .as_secs_f64();
     let cpu_us = (cpu_secs() - cpu0) * 1e6 / n as f64;
     let delivered: u64 = progress
-        .jobs
+        .jobs()
         .iter()
         .map(|j| j.delivered.load(Ordering::Relaxed))
         .sum();

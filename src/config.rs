@@ -128,6 +128,9 @@ pub struct DispatchSettings {
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
     pub max_attempts: u32,
+    /// How fast time passes for widening steps: 1 in production; tests and
+    /// `tocsin demo --speed` run hours in seconds.
+    pub clock_speed: f64,
 }
 
 impl Default for DispatchSettings {
@@ -139,6 +142,7 @@ impl Default for DispatchSettings {
             retry_base_ms: 500,
             retry_max_ms: 60_000,
             max_attempts: 10,
+            clock_speed: 1.0,
         }
     }
 }
@@ -553,6 +557,9 @@ pub struct AuthoritySettings {
     /// Areas larger than this need a co-signature.
     #[serde(default)]
     pub max_area_km2: Option<f64>,
+    /// Widening steps of this authority, replacing the standard's per event.
+    #[serde(default)]
+    pub widen: Vec<AuthorityWidenSettings>,
 }
 
 fn default_statuses() -> Vec<String> {
@@ -604,6 +611,37 @@ pub struct StandardSettings {
     pub sms_on_cancel: bool,
     #[serde(default)]
     pub email_on_cancel: bool,
+    /// Widening radius: circles round the last-seen point (the alert's first
+    /// `<circle>`) that grow with time since the first alert. Empty: none.
+    #[serde(default)]
+    pub widen: Vec<WidenStepSettings>,
+}
+
+/// One widening step: from `after_minutes` after the first alert on, the
+/// circle has `radius_km`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WidenStepSettings {
+    pub after_minutes: u64,
+    pub radius_km: f64,
+}
+
+/// An authority's own widening steps for one event code (empty: no widening).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorityWidenSettings {
+    pub event_code: String,
+    pub steps: Vec<WidenStepSettings>,
+}
+
+/// The schedule a list of configured steps stands for.
+pub fn widen_steps(list: &[WidenStepSettings]) -> Vec<crate::target::expand::Step> {
+    list.iter()
+        .map(|s| crate::target::expand::Step {
+            after_secs: s.after_minutes.saturating_mul(60),
+            radius_km: s.radius_km,
+        })
+        .collect()
 }
 
 /// A partner: a feed receiving the signed envelope by HTTP POST, a parcel-label
@@ -733,8 +771,28 @@ impl Settings {
                 return bad(format!("channels.email: {e}"));
             }
         }
+        if !(self.dispatch.clock_speed.is_finite() && self.dispatch.clock_speed > 0.0) {
+            return bad("dispatch.clock_speed must be > 0".into());
+        }
+        for st in &self.standards {
+            if !st.widen.is_empty() {
+                if let Err(e) = crate::target::expand::validate_steps(&widen_steps(&st.widen)) {
+                    return bad(format!("standard {:?}: widen: {e}", st.event_code));
+                }
+            }
+        }
         let mut ids = std::collections::HashSet::new();
         for a in &self.authorities {
+            for w in &a.widen {
+                if !w.steps.is_empty() {
+                    if let Err(e) = crate::target::expand::validate_steps(&widen_steps(&w.steps)) {
+                        return bad(format!(
+                            "authority {:?}: widen {:?}: {e}",
+                            a.id, w.event_code
+                        ));
+                    }
+                }
+            }
             if !ids.insert(a.id.as_str()) {
                 return bad(format!("authority id {:?} appears twice", a.id));
             }
@@ -787,6 +845,26 @@ mod tests {
         let s = Settings::from_toml("").unwrap();
         assert_eq!(s.ingest.listen.port(), 4433);
         assert_eq!(s.admin.listen.port(), 9464);
+    }
+
+    #[test]
+    fn widening_steps_are_checked() {
+        let base = "[[standards]]\nevent_code = \"CAE\"\n";
+        let ok = format!(
+            "{base}widen = [{{ after_minutes = 0, radius_km = 100.0 }}, {{ after_minutes = 60, radius_km = 200.0 }}]\n"
+        );
+        let s = Settings::from_toml(&ok).unwrap();
+        let steps = widen_steps(&s.standards[0].widen);
+        assert_eq!((steps[1].after_secs, steps[1].radius_km), (3600, 200.0));
+        let shrinking = format!(
+            "{base}widen = [{{ after_minutes = 0, radius_km = 100.0 }}, {{ after_minutes = 60, radius_km = 50.0 }}]\n"
+        );
+        let e = Settings::from_toml(&shrinking).unwrap_err().to_string();
+        assert!(e.contains("widen") && e.contains("step 1"), "{e}");
+        let e = Settings::from_toml("[dispatch]\nclock_speed = 0.0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("clock_speed"), "{e}");
     }
 
     #[test]

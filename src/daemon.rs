@@ -105,6 +105,7 @@ fn dev_authority(files: &crate::dev::DevFiles) -> Result<AuthoritySettings, Daem
         rate_per_minute: 600,
         cosigners: vec![],
         max_area_km2: None,
+        widen: vec![],
     })
 }
 
@@ -442,7 +443,14 @@ impl Daemon {
             dispatcher.clone(),
             journal.clone(),
             metrics.clone(),
+            settings.dispatch.clock_speed,
         ));
+        if settings.dispatch.clock_speed != 1.0 {
+            tracing::warn!(
+                speed = settings.dispatch.clock_speed,
+                "widening steps run on a simulated clock (dispatch.clock_speed); keep it at 1 in production"
+            );
+        }
 
         let limits = IngestLimits {
             max_envelope_bytes: settings.ingest.max_envelope_bytes,
@@ -522,13 +530,30 @@ impl Daemon {
         self.pipeline.dispatcher()
     }
 
-    /// Stop listeners, drain jobs, commit cursors.
+    /// The journal (alerts, cursors, subscribers).
+    pub fn journal(&self) -> &Arc<crate::journal::Journal> {
+        self.pipeline.journal()
+    }
+
+    /// Stop listeners, drain jobs, commit cursors, and close the journal:
+    /// when this returns, the state directory can be opened again (a restart
+    /// in the same process, a `tocsin subscribers` command).
     pub async fn shutdown(self) {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         self.stop.cancel();
         self.pipeline.dispatcher().shutdown().await;
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        let journal = self.pipeline.journal().clone();
+        drop(self.pipeline);
+        // The group-commit thread lets go once the last pipeline handle is gone.
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&journal) > 1 && std::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if Arc::strong_count(&journal) > 1 {
+            tracing::warn!("the journal is still in use after shutdown");
         }
     }
 }

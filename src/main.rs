@@ -91,6 +91,9 @@ enum Cmd {
         /// Synthetic subscribers.
         #[arg(long, default_value_t = 1_000_000)]
         subscribers: u32,
+        /// Simulated clock speed for the widening radius (1200: an hour in 3 s).
+        #[arg(long, default_value_t = 1200.0)]
+        speed: f64,
     },
 }
 
@@ -223,9 +226,16 @@ async fn run(cli: Cli) -> Result<()> {
             photo,
             public_url,
         } => label(file, png, zpl, lang, photo, public_url),
-        Cmd::Demo { exit, subscribers } => {
-            Ok(tocsin::demo::run(tocsin::demo::DemoOptions { exit, subscribers }).await?)
-        }
+        Cmd::Demo {
+            exit,
+            subscribers,
+            speed,
+        } => Ok(tocsin::demo::run(tocsin::demo::DemoOptions {
+            exit,
+            subscribers,
+            speed,
+        })
+        .await?),
     }
 }
 

@@ -519,7 +519,11 @@ async fn daemon_mails_every_subscriber_once() {
     .await;
     let progress = daemon.dispatcher().progress(1).unwrap();
     assert!(done, "{:?}", progress.view());
-    let job = progress.jobs.iter().find(|j| j.channel == "email").unwrap();
+    let job = progress
+        .jobs()
+        .into_iter()
+        .find(|j| j.channel == "email")
+        .unwrap();
     assert_eq!(
         (
             job.delivered.load(Ordering::Relaxed),

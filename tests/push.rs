@@ -143,7 +143,7 @@ impl Setup {
 
     fn job(&self, seq: u64, channel: &str) -> (u64, u64, u64) {
         let p = self.daemon.dispatcher().progress(seq).unwrap();
-        let j = p.jobs.iter().find(|j| j.channel == channel).unwrap();
+        let j = p.jobs().into_iter().find(|j| j.channel == channel).unwrap();
         (
             j.delivered.load(Ordering::Relaxed),
             j.failed.load(Ordering::Relaxed),

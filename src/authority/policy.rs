@@ -14,10 +14,11 @@ use sha2::Digest;
 
 use crate::alert::cap::{self, Alert, CapLimits, Info, MsgType};
 use crate::alert::envelope::Envelope;
-use crate::authority::registry::Registry;
+use crate::authority::registry::{Coverage, Registry};
 use crate::config::{PolicySettings, StandardSettings};
 use crate::reject::{RejectCode, Rejection};
 use crate::target::area::Region;
+use crate::target::expand::Step;
 use crate::target::geocode::GeocodeTable;
 
 /// An alert that passed every check; only `Verifier::verify` builds one
@@ -36,6 +37,8 @@ pub struct VerifiedAlert {
     pub authority: String,
     /// Union of every info block's areas (None only for a Cancel without area).
     pub region: Option<Region>,
+    /// A co-signer lifted the jurisdiction and size limits.
+    pub cosigned: bool,
 }
 
 /// Compiled issuing standard of one event code.
@@ -45,6 +48,7 @@ struct Standard {
     max_expires: Option<Duration>,
     on_update: FollowUp,
     on_cancel: FollowUp,
+    widen: Vec<Step>,
 }
 
 /// Which text channels an Update or Cancel goes out on, besides push and partners.
@@ -127,6 +131,33 @@ impl Verifier {
             })
     }
 
+    /// The widening steps of `alert` from `authority`: for the first event
+    /// code with steps, the authority's own (which may be none), else the
+    /// standard's. None: it does not widen (a Cancel never does).
+    pub fn widen_steps(&self, authority: &str, alert: &Alert) -> Option<&[Step]> {
+        if alert.msg_type == MsgType::Cancel {
+            return None;
+        }
+        let own = self.registry.by_id(authority).map(|a| &a.widen);
+        alert
+            .infos
+            .iter()
+            .flat_map(|i| i.event_codes.iter())
+            .find_map(|c| {
+                let code = c.value.as_str();
+                match own.and_then(|w| w.get(code)) {
+                    Some(steps) => Some(steps.as_slice()),
+                    None => self.standards.get(code).map(|s| s.widen.as_slice()),
+                }
+            })
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The jurisdiction of `authority`, None when it is no longer configured.
+    pub fn jurisdiction(&self, authority: &str) -> Option<&Coverage> {
+        self.registry.by_id(authority).map(|a| &a.jurisdiction)
+    }
+
     /// Build a verifier; fails when a standard names an unknown field.
     pub fn new(
         registry: Arc<Registry>,
@@ -159,6 +190,7 @@ impl Verifier {
                         sms: s.sms_on_cancel,
                         email: s.email_on_cancel,
                     },
+                    widen: crate::config::widen_steps(&s.widen),
                 },
             );
         }
@@ -367,6 +399,7 @@ impl Verifier {
             authority: primary.id.clone(),
             alert,
             region,
+            cosigned,
         })
     }
 }

@@ -136,6 +136,8 @@ pub struct Authority {
     pub rate: TokenBucket,
     pub cosigners: HashSet<String>,
     pub max_area_km2: Option<f64>,
+    /// Own widening steps per event code (empty: that event does not widen).
+    pub widen: HashMap<String, Vec<crate::target::expand::Step>>,
 }
 
 /// All authorities and a kid → key map.
@@ -222,6 +224,11 @@ impl Registry {
                 rate: TokenBucket::new(per_sec, a.rate_per_minute.max(1)),
                 cosigners: a.cosigners.iter().cloned().collect(),
                 max_area_km2: a.max_area_km2,
+                widen: a
+                    .widen
+                    .iter()
+                    .map(|w| (w.event_code.clone(), crate::config::widen_steps(&w.steps)))
+                    .collect(),
             });
         }
         Ok(reg)
@@ -232,7 +239,12 @@ impl Registry {
         self.keys.get(kid)
     }
 
-    /// The authority at `idx`.
+    /// The authority with this id.
+    pub fn by_id(&self, id: &str) -> Option<&Authority> {
+        self.authorities.iter().find(|a| a.id == id)
+    }
+
+    /// The authority at `idx` (as a key names it).
     pub fn authority(&self, idx: usize) -> &Authority {
         &self.authorities[idx]
     }

@@ -19,6 +19,7 @@ use crate::alert::envelope::{key_id_for, sign1};
 use crate::channel::SubscriberKind;
 use crate::config::{AreaSettings, CircleSettings, PartnerSettings, Settings};
 use crate::daemon::{Daemon, Extras};
+use crate::dispatch::{AlertProgress, JobProgress};
 use crate::ingest::Receipt;
 use crate::subscribers::{Audience, AudienceLoader};
 pub use sample::SAMPLE_ALERT;
@@ -38,6 +39,8 @@ fn err(e: impl std::fmt::Display) -> DemoError {
 pub struct DemoOptions {
     pub exit: bool,
     pub subscribers: u32,
+    /// Simulated clock speed of the widening radius.
+    pub speed: f64,
 }
 
 const EMBEDDED_CONFIG: &str = include_str!("../../config/tocsin.toml");
@@ -232,7 +235,7 @@ async fn cancel_step(
     while !progress.is_done() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for j in &progress.jobs {
+    for j in progress.jobs() {
         println!(
             "  {:<8} {:>10} delivered {:>8} failed",
             j.channel,
@@ -257,8 +260,28 @@ async fn cancel_step(
     Ok(())
 }
 
+/// Deliveries per channel over every stage: (channel, targeted, delivered, failed).
+fn channel_totals(progress: &AlertProgress) -> Vec<(&'static str, u64, u64, u64)> {
+    let mut out: Vec<(&'static str, u64, u64, u64)> = Vec::new();
+    for j in progress.jobs() {
+        let (t, d, f) = (
+            j.targeted.load(Ordering::Relaxed),
+            j.delivered.load(Ordering::Relaxed),
+            j.failed.load(Ordering::Relaxed),
+        );
+        match out.iter_mut().find(|e| e.0 == j.channel) {
+            Some(e) => (e.1, e.2, e.3) = (e.1 + t, e.2 + d, e.3 + f),
+            None => out.push((j.channel, t, d, f)),
+        }
+    }
+    out
+}
+
 /// Run the demo.
 pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
+    if !(opts.speed.is_finite() && opts.speed > 0.0) {
+        return Err(DemoError("--speed must be a number above 0".into()));
+    }
     let started = Instant::now();
     println!("tocsin demo — the whole flow on this machine\n");
     let mut settings = Settings::from_toml(EMBEDDED_CONFIG).map_err(err)?;
@@ -339,6 +362,13 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         channels: Vec::new(),
         audience: Some(audience),
     };
+    settings.dispatch.clock_speed = opts.speed;
+    let widen: Vec<crate::target::expand::Step> = settings
+        .standards
+        .iter()
+        .find(|s| s.event_code == "CAE")
+        .map(|s| crate::config::widen_steps(&s.widen))
+        .unwrap_or_default();
     let daemon = Daemon::start(settings, extras).await.map_err(err)?;
     println!(
         "daemon up: QUIC ingest {} · admin http://{}\n",
@@ -376,12 +406,20 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     };
     let mp = indicatif::MultiProgress::new();
     let style = indicatif::ProgressStyle::with_template(
-        "{prefix:>6} [{bar:40}] {pos:>8}/{len:<8} {per_sec:>12}",
+        "{prefix:>11} [{bar:40}] {pos:>8}/{len:<8} {per_sec:>12}",
     )
     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
     .progress_chars("=> ");
-    let bars: Vec<_> = progress
-        .jobs
+    let widening = progress.stages_pending.load(Ordering::Acquire);
+    if widening {
+        println!(
+            "widening radius on a simulated clock ×{} (an hour every {:.1} s): each step adds a bar for its new ring",
+            opts.speed,
+            3600.0 / opts.speed
+        );
+    }
+    let stage0 = progress.jobs();
+    let bars: Vec<_> = stage0
         .iter()
         .map(|j| {
             let b = mp.add(indicatif::ProgressBar::new(
@@ -392,17 +430,72 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
             b
         })
         .collect();
+    // Later stages: one bar per step over all its channels, with when it started and ended.
+    let mut steps: Vec<(indicatif::ProgressBar, f64, Option<f64>)> = Vec::new();
     loop {
-        for (b, j) in bars.iter().zip(&progress.jobs) {
+        for (b, j) in bars.iter().zip(&stage0) {
             b.set_position(j.finished());
+        }
+        let jobs = progress.jobs();
+        let stage_sum = |stage: usize, f: &dyn Fn(&JobProgress) -> u64| -> u64 {
+            jobs.iter()
+                .filter(|j| j.stage as usize == stage)
+                .map(|j| f(j))
+                .sum()
+        };
+        while jobs.iter().any(|j| j.stage as usize == steps.len() + 1) {
+            let stage = steps.len() + 1;
+            let b = mp.add(indicatif::ProgressBar::new(stage_sum(stage, &|j| {
+                j.targeted.load(Ordering::Relaxed)
+            })));
+            b.set_style(style.clone());
+            let step = widen.get(stage);
+            b.set_prefix(format!(
+                "+{:.0}h {:.0}km",
+                step.map_or(0.0, |s| s.after_secs as f64 / 3600.0),
+                step.map_or(0.0, |s| s.radius_km)
+            ));
+            steps.push((b, sent_at.elapsed().as_secs_f64(), None));
+        }
+        for (i, (b, _, ended)) in steps.iter_mut().enumerate() {
+            b.set_position(stage_sum(i + 1, &|j| j.finished()));
+            let done = jobs
+                .iter()
+                .filter(|j| j.stage as usize == i + 1)
+                .all(|j| j.done.load(Ordering::Acquire));
+            if done && ended.is_none() {
+                *ended = Some(sent_at.elapsed().as_secs_f64());
+            }
         }
         if progress.is_done() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for b in &bars {
+    for b in bars.iter().chain(steps.iter().map(|s| &s.0)) {
         b.finish();
+    }
+    if widening {
+        let first: u64 = stage0
+            .iter()
+            .map(|j| j.targeted.load(Ordering::Relaxed))
+            .sum();
+        println!(
+            "  step 0: {:>4.0} km round the last-seen point, as accepted: {first:>7} recipients",
+            widen.first().map_or(0.0, |s| s.radius_km)
+        );
+        for (i, (b, started, ended)) in steps.iter().enumerate() {
+            let step = widen.get(i + 1);
+            println!(
+                "  step {}: {:>4.0} km at +{:.0} h (simulated): a ring of {:>7} more, out {:.1}–{:.1} s after the alert",
+                i + 1,
+                step.map_or(0.0, |s| s.radius_km),
+                step.map_or(0.0, |s| s.after_secs as f64 / 3600.0),
+                b.length().unwrap_or(0),
+                started,
+                ended.unwrap_or(0.0)
+            );
+        }
     }
     let total = sent_at.elapsed();
     client.close().await;
@@ -414,12 +507,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         "channel", "targeted", "delivered", "failed", "exactly-once"
     );
     let (mut targeted, mut delivered, mut failed) = (0, 0, 0);
-    for j in &progress.jobs {
-        let (t, d, f) = (
-            j.targeted.load(Ordering::Relaxed),
-            j.delivered.load(Ordering::Relaxed),
-            j.failed.load(Ordering::Relaxed),
-        );
+    for (channel, t, d, f) in channel_totals(&progress) {
         targeted += t;
         delivered += d;
         failed += f;
@@ -427,7 +515,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
             let once = counts.values().filter(|&&n| n == 1).count() as u64;
             once == d && counts.len() as u64 == d
         };
-        let (once, note) = match j.channel {
+        let (once, note) = match channel {
             "sms" => (
                 exactly_once(&peers.smsc.state().messages_by_destination()),
                 "SMPP 3.4 to the local SMS centre, GSM-7/UCS-2 with UDH parts",
@@ -470,7 +558,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         };
         println!(
             "  {:<8} {:>10} {:>10} {:>8} {:>12}  {}",
-            j.channel,
+            channel,
             t,
             d,
             f,

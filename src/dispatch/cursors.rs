@@ -14,17 +14,34 @@ use tokio_util::sync::CancellationToken;
 
 use crate::journal::{CursorRecord, Journal};
 
+/// The journal name of a job's cursor: the channel for stage 0 (the alert as
+/// accepted), `channel@stage` for a later stage of a widening alert.
+pub fn cursor_name(channel: &str, stage: u32) -> String {
+    if stage == 0 {
+        channel.to_string()
+    } else {
+        format!("{channel}@{stage}")
+    }
+}
+
 /// Dirty cursors waiting for the next commit.
 #[derive(Default)]
 pub struct CursorBoard {
-    dirty: Mutex<HashMap<(u64, &'static str), CursorRecord>>,
+    dirty: Mutex<HashMap<(u64, &'static str, u32), CursorRecord>>,
     urgent: Notify,
 }
 
 impl CursorBoard {
     /// Publish a job's cursor; `urgent` asks for a commit now.
-    pub fn publish(&self, seq: u64, channel: &'static str, rec: CursorRecord, urgent: bool) {
-        self.dirty.lock().insert((seq, channel), rec);
+    pub fn publish(
+        &self,
+        seq: u64,
+        channel: &'static str,
+        stage: u32,
+        rec: CursorRecord,
+        urgent: bool,
+    ) {
+        self.dirty.lock().insert((seq, channel, stage), rec);
         if urgent {
             self.urgent.notify_one();
         }
@@ -36,9 +53,14 @@ impl CursorBoard {
         if items.is_empty() {
             return;
         }
+        let names: Vec<String> = items
+            .iter()
+            .map(|((_, c, stage), _)| cursor_name(c, *stage))
+            .collect();
         let rows: Vec<(u64, &str, CursorRecord)> = items
             .iter()
-            .map(|((s, c), r)| (*s, *c, r.clone()))
+            .zip(&names)
+            .map(|(((s, _, _), r), name)| (*s, name.as_str(), r.clone()))
             .collect();
         if let Err(e) = journal.save_cursors(&rows) {
             tracing::error!(error = %e, "cursor commit failed; will retry");

@@ -17,8 +17,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::cursors::cursor_name;
 use super::cursors::CursorBoard;
-use super::plan::{self, Partner, Plan, Targets};
+use super::plan::{self, Partner, Plan, Scope, Targets};
 use super::progress::{AlertProgress, JobProgress};
 use super::rate::TokenBucket;
 use super::retry::RetryPolicy;
@@ -30,6 +31,7 @@ use crate::journal::{AlertState, CursorRecord, Journal};
 use crate::metrics::{ChannelLabel, Metrics, OutcomeLabel, ReasonLabel};
 use crate::subscribers::Audience;
 use crate::target::area::Region;
+use crate::target::expand::Expansion;
 
 /// Concurrency and rate of one channel.
 #[derive(Debug, Clone, Copy)]
@@ -148,14 +150,14 @@ impl Dispatcher {
     /// Plan an alert over every channel on the current snapshot.
     pub fn plan(
         &self,
-        region: Option<&Region>,
+        scope: &Scope<'_>,
         status: Status,
         msg_type: MsgType,
         follow_up: FollowUp,
     ) -> Plan {
         let channels: Vec<_> = self.inner.slots.iter().map(|s| s.channel.clone()).collect();
         let p = plan::plan(
-            region,
+            scope,
             status,
             msg_type,
             follow_up,
@@ -199,18 +201,116 @@ impl Dispatcher {
         }
     }
 
-    /// Start (or resume, from `cursors`) the fan-out of one alert.
+    /// Start (or resume, from `cursors`) the fan-out of one alert: its stage 0
+    /// now (`plan`), and the later stages of a `widening` alert each when it
+    /// falls due, until the alert is cancelled, superseded or expires.
     pub fn start(
         &self,
         content: Arc<AlertContent>,
         plan: Plan,
         cursors: &BTreeMap<String, CursorRecord>,
+        widening: Option<Widening>,
     ) -> Arc<AlertProgress> {
         let inner = &self.inner;
-        let audience = self.audience();
         let cancel = inner.stop.child_token();
         inner.cancels.lock().insert(content.seq, cancel.clone());
-        let mut jobs = Vec::new();
+        let ap = Arc::new(AlertProgress {
+            seq: content.seq,
+            alert_id: content.alert_id.clone(),
+            receipt: content.receipt.clone(),
+            started: content.accepted_at,
+            first_delivery: OnceLock::new(),
+            finished_after: OnceLock::new(),
+            jobs: parking_lot::Mutex::new(Vec::new()),
+            stages_pending: std::sync::atomic::AtomicBool::new(
+                widening.as_ref().is_some_and(|w| w.expansion.stages() > 1),
+            ),
+        });
+        let mut handles = self.start_stage(&content, &ap, &cancel, 0, plan, cursors);
+        // Visible once stage 0's jobs are in.
+        inner.progress.lock().insert(content.seq, ap.clone());
+        let this = self.clone();
+        let cursors = cursors.clone();
+        let ap_out = ap.clone();
+        inner.tasks.spawn(async move {
+            let mut expired = false;
+            if let Some(w) = widening {
+                for stage in 1..w.expansion.stages() {
+                    if !this.wait_for_stage(&w, stage, &cancel).await {
+                        break;
+                    }
+                    if content.expired(Utc::now()) {
+                        expired = true;
+                        break;
+                    }
+                    let plan = match w.plan(&this, stage, &content) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::error!(seq = content.seq, stage, error = %e, "widening step could not be planned; no further steps");
+                            break;
+                        }
+                    };
+                    tracing::info!(
+                        seq = content.seq,
+                        stage,
+                        radius_km = w.expansion.radius(stage),
+                        targeted = plan.total(),
+                        "widening step"
+                    );
+                    let stage = u32::try_from(stage).unwrap_or(u32::MAX);
+                    handles.extend(this.start_stage(&content, &ap, &cancel, stage, plan, &cursors));
+                }
+            }
+            ap.stages_pending.store(false, Ordering::Release);
+            for h in handles {
+                expired |= h.await.unwrap_or(false);
+            }
+            let inner2 = &this.inner;
+            let _ = ap.finished_after.set(ap.started.elapsed());
+            inner2.cancels.lock().remove(&content.seq);
+            let state = if cancel.is_cancelled() {
+                None // superseded, cancelled or shutting down: the journal already says so
+            } else if expired {
+                Some(AlertState::Expired)
+            } else {
+                Some(AlertState::Completed)
+            };
+            if let Some(state) = state {
+                let j = inner2.journal.clone();
+                let seq = content.seq;
+                let _ = tokio::task::spawn_blocking(move || j.set_state(seq, state)).await;
+            }
+        });
+        ap_out
+    }
+
+    /// Sleep until `stage` of `w` is due; false when the alert was stopped first.
+    async fn wait_for_stage(&self, w: &Widening, stage: usize, cancel: &CancellationToken) -> bool {
+        let due = w.expansion.due_at(stage, w.speed);
+        let wait = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = cancel.cancelled() => false,
+        }
+    }
+
+    /// Spawn the jobs of one stage; their handles say whether the alert expired first.
+    fn start_stage(
+        &self,
+        content: &Arc<AlertContent>,
+        ap: &Arc<AlertProgress>,
+        cancel: &CancellationToken,
+        stage: u32,
+        plan: Plan,
+        cursors: &BTreeMap<String, CursorRecord>,
+    ) -> Vec<tokio::task::JoinHandle<bool>> {
+        let inner = &self.inner;
+        let audience = self.audience();
+        let since = if stage == 0 {
+            content.accepted_at
+        } else {
+            std::time::Instant::now()
+        };
         let mut handles = Vec::new();
         for jp in plan.jobs {
             let Some(slot_idx) = inner
@@ -220,9 +320,12 @@ impl Dispatcher {
             else {
                 continue;
             };
-            let cursor = cursors.get(jp.channel).cloned().unwrap_or_default();
+            let cursor = cursors
+                .get(&cursor_name(jp.channel, stage))
+                .cloned()
+                .unwrap_or_default();
             let count = jp.targets.count();
-            let progress = Arc::new(JobProgress::new(jp.channel, count));
+            let progress = Arc::new(JobProgress::new(jp.channel, stage, count));
             progress
                 .delivered
                 .store(cursor.delivered, Ordering::Relaxed);
@@ -235,62 +338,65 @@ impl Dispatcher {
                     channel: jp.channel,
                 })
                 .inc_by(count);
-            jobs.push(progress.clone());
-            handles.push((slot_idx, jp.targets, cursor, progress));
-        }
-        let ap = Arc::new(AlertProgress {
-            seq: content.seq,
-            alert_id: content.alert_id.clone(),
-            receipt: content.receipt.clone(),
-            started: content.accepted_at,
-            first_delivery: OnceLock::new(),
-            finished_after: OnceLock::new(),
-            jobs,
-        });
-        inner.progress.lock().insert(content.seq, ap.clone());
-        let mut set = Vec::new();
-        for (slot_idx, targets, cursor, jp) in handles {
+            ap.jobs.lock().push(progress.clone());
             let job = Job {
                 inner: inner.clone(),
                 slot_idx,
+                stage,
+                since,
                 content: content.clone(),
                 audience: audience.clone(),
-                targets,
-                jp,
+                targets: jp.targets,
+                jp: progress,
                 ap: ap.clone(),
                 cancel: cancel.clone(),
             };
-            set.push(inner.tasks.spawn(job.run(cursor)));
+            handles.push(inner.tasks.spawn(job.run(cursor)));
         }
-        let inner2 = inner.clone();
-        let ap2 = ap.clone();
-        inner.tasks.spawn(async move {
-            let mut expired = false;
-            for h in set {
-                expired |= h.await.unwrap_or(false);
-            }
-            let _ = ap2.finished_after.set(ap2.started.elapsed());
-            inner2.cancels.lock().remove(&content.seq);
-            let state = if cancel.is_cancelled() {
-                None // superseded or cancelled: the journal already says so
-            } else if expired {
-                Some(AlertState::Expired)
-            } else {
-                Some(AlertState::Completed)
-            };
-            if let Some(state) = state {
-                let j = inner2.journal.clone();
-                let seq = content.seq;
-                let _ = tokio::task::spawn_blocking(move || j.set_state(seq, state)).await;
-            }
-        });
-        ap
+        handles
+    }
+}
+
+/// The later stages of a widening alert: its schedule, its own area, the
+/// jurisdiction cap, and the clock speed (1 in production; tests and
+/// `demo --speed` run it faster).
+#[derive(Debug, Clone)]
+pub struct Widening {
+    pub expansion: Expansion,
+    pub base: Option<Region>,
+    pub clip: Option<Region>,
+    pub speed: f64,
+}
+
+impl Widening {
+    /// The scope of `stage` and its plan: the ring `covered(stage)` less
+    /// `covered(stage - 1)`, capped. Everyone in it is new to the alert, so
+    /// every channel carries it (even an Update's).
+    fn plan(
+        &self,
+        d: &Dispatcher,
+        stage: usize,
+        content: &AlertContent,
+    ) -> Result<Plan, crate::target::AreaError> {
+        let region = self.expansion.covered(stage, self.base.as_ref())?;
+        let served = self.expansion.covered(stage - 1, self.base.as_ref())?;
+        let scope = Scope {
+            region: region.as_ref(),
+            served: served.as_ref(),
+            reached_before: None,
+            clip: self.clip.as_ref(),
+        };
+        Ok(d.plan(&scope, content.alert.status, MsgType::Alert, FollowUp::ALL))
     }
 }
 
 struct Job {
     inner: Arc<Inner>,
     slot_idx: usize,
+    /// Stage of a widening alert (0: as accepted).
+    stage: u32,
+    /// When this stage started (delivery latency is measured from here).
+    since: std::time::Instant,
     content: Arc<AlertContent>,
     audience: Arc<Audience>,
     targets: Targets,
@@ -400,9 +506,13 @@ impl Job {
                 advanced = true;
             }
             if advanced {
-                self.inner
-                    .board
-                    .publish(self.content.seq, channel, state.clone(), false);
+                self.inner.board.publish(
+                    self.content.seq,
+                    channel,
+                    self.stage,
+                    state.clone(),
+                    false,
+                );
             }
             if set.is_empty() {
                 if exhausted || cancelled {
@@ -428,7 +538,7 @@ impl Job {
             state.done = true;
             self.inner
                 .board
-                .publish(self.content.seq, channel, state.clone(), false);
+                .publish(self.content.seq, channel, self.stage, state.clone(), false);
         }
         let left = self
             .jp
@@ -530,6 +640,7 @@ impl Job {
         let partners_reach = matches!(self.targets, Targets::Partners(_));
         let jp = self.jp.clone();
         let ap = self.ap.clone();
+        let since = self.since;
         async move {
             let slot = &inner.slots[slot_idx];
             let channel = slot.channel.name();
@@ -625,7 +736,7 @@ impl Job {
                     jp.delivered.fetch_add(delivered_now, Ordering::Relaxed);
                     ap.mark_delivery();
                     count("delivered", delivered_now);
-                    let secs = content.accepted_at.elapsed().as_secs_f64();
+                    let secs = since.elapsed().as_secs_f64();
                     for _ in 0..delivered_now {
                         latency.observe(secs);
                     }

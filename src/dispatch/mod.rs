@@ -11,6 +11,6 @@ pub mod progress;
 pub mod rate;
 pub mod retry;
 
-pub use dispatcher::{ChannelLimits, Dispatcher};
-pub use plan::{JobPlan, Partner, Plan, Targets};
+pub use dispatcher::{ChannelLimits, Dispatcher, Widening};
+pub use plan::{JobPlan, Partner, Plan, Scope, Targets};
 pub use progress::{AlertProgress, JobProgress};

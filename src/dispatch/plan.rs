@@ -90,13 +90,39 @@ impl Plan {
     }
 }
 
+/// What one plan covers: the area, less what earlier stages of a widening
+/// alert served, capped by the authority's jurisdiction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope<'a> {
+    /// The area to reach; None for a Cancel without area (partners only).
+    pub region: Option<&'a Region>,
+    /// Covered by earlier stages of this alert: nobody there gets this plan.
+    pub served: Option<&'a Region>,
+    /// Reached by the alert an Update continues: text channels that do not
+    /// carry follow-ups leave it out (and reach only newcomers).
+    pub reached_before: Option<&'a Region>,
+    /// Jurisdiction cap of a widening alert that is not co-signed.
+    pub clip: Option<&'a Region>,
+}
+
+impl<'a> Scope<'a> {
+    /// Just an area.
+    pub fn area(region: Option<&'a Region>) -> Self {
+        Self {
+            region,
+            ..Self::default()
+        }
+    }
+}
+
 /// Plan an alert over `channels`. Test/Exercise alerts go only to partners
 /// that opted into tests (subscribers have no test opt-in yet). An Update or a
 /// Cancel reaches push subscribers and partners in its area, and SMS and e-mail
-/// subscribers only when `follow_up` (the event's standard) allows; a Cancel
-/// without area goes to every partner.
+/// subscribers only when `follow_up` (the event's standard) allows, or, for an
+/// Update that widened past what its chain reached before, in the new part; a
+/// Cancel without area goes to every partner.
 pub fn plan(
-    region: Option<&Region>,
+    scope: &Scope<'_>,
     status: Status,
     msg_type: MsgType,
     follow_up: FollowUp,
@@ -116,14 +142,24 @@ pub fn plan(
                     SubscriberKind::Email => follow_up.email,
                 };
                 let follow = matches!(msg_type, MsgType::Update | MsgType::Cancel);
-                if !public || (follow && !text_allowed) {
+                let newcomers_only = follow && !text_allowed;
+                let newcomers = msg_type == MsgType::Update && scope.reached_before.is_some();
+                if !public || (newcomers_only && !newcomers) {
                     continue;
                 }
-                let Some(r) = region else { continue };
-                Targets::Index {
-                    kind,
-                    selection: audience.channel(kind).select(r),
+                let Some(r) = scope.region else { continue };
+                let idx = audience.channel(kind);
+                let mut selection = idx.select(r);
+                if let Some(c) = scope.clip {
+                    selection = selection.intersection(&idx.select(c));
                 }
+                if let Some(s) = scope.served {
+                    selection = selection.difference(&idx.select(s));
+                }
+                if let (true, Some(b)) = (newcomers_only, scope.reached_before) {
+                    selection = selection.difference(&idx.select(b));
+                }
+                Targets::Index { kind, selection }
             }
             Reach::Partners(role) => Targets::Partners(
                 partners
@@ -131,7 +167,9 @@ pub fn plan(
                     .enumerate()
                     .filter(|(_, p)| p.plays(role))
                     .filter(|(_, p)| public || p.tests)
-                    .filter(|(_, p)| region.is_none_or(|r| p.coverage.intersects(r)))
+                    .filter(|(_, p)| scope.region.is_none_or(|r| p.coverage.intersects(r)))
+                    .filter(|(_, p)| scope.clip.is_none_or(|c| p.coverage.intersects(c)))
+                    .filter(|(_, p)| scope.served.is_none_or(|s| !p.coverage.intersects(s)))
                     .map(|(i, _)| i as u32)
                     .collect(),
             ),

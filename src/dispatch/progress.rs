@@ -1,17 +1,21 @@
 //! Live progress of every alert and job: atomic counters the workers bump
 //! and the admin API, the demo's progress bars and tests read. No locks on
-//! the delivery path.
+//! the delivery path (the job list is locked only when a stage starts or a
+//! reader looks).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use serde::Serialize;
 
 /// Counters of one job (alert × channel).
 #[derive(Debug)]
 pub struct JobProgress {
     pub channel: &'static str,
+    /// Stage of a widening alert (0: the alert as accepted).
+    pub stage: u32,
     pub targeted: AtomicU64,
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
@@ -21,10 +25,11 @@ pub struct JobProgress {
 }
 
 impl JobProgress {
-    /// A job with `targeted` planned deliveries.
-    pub fn new(channel: &'static str, targeted: u64) -> Self {
+    /// A job of `stage` with `targeted` planned deliveries.
+    pub fn new(channel: &'static str, stage: u32, targeted: u64) -> Self {
         Self {
             channel,
+            stage,
             targeted: AtomicU64::new(targeted),
             delivered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -49,13 +54,17 @@ pub struct AlertProgress {
     pub started: Instant,
     pub first_delivery: OnceLock<Duration>,
     pub finished_after: OnceLock<Duration>,
-    pub jobs: Vec<Arc<JobProgress>>,
+    /// Jobs of every stage started so far.
+    pub jobs: Mutex<Vec<Arc<JobProgress>>>,
+    /// Stages of a widening alert still to come.
+    pub stages_pending: AtomicBool,
 }
 
 /// JSON view of a job.
 #[derive(Debug, Serialize)]
 pub struct JobView {
     pub channel: &'static str,
+    pub stage: u32,
     pub targeted: u64,
     pub delivered: u64,
     pub failed: u64,
@@ -70,17 +79,29 @@ impl AlertProgress {
         let _ = self.first_delivery.set(self.started.elapsed());
     }
 
-    /// True when every job is done.
+    /// The jobs started so far (all stages).
+    pub fn jobs(&self) -> Vec<Arc<JobProgress>> {
+        self.jobs.lock().clone()
+    }
+
+    /// True when no stage is to come and every job is done.
     pub fn is_done(&self) -> bool {
-        self.jobs.iter().all(|j| j.done.load(Ordering::Acquire))
+        !self.stages_pending.load(Ordering::Acquire)
+            && self
+                .jobs
+                .lock()
+                .iter()
+                .all(|j| j.done.load(Ordering::Acquire))
     }
 
     /// Snapshot for JSON.
     pub fn view(&self) -> Vec<JobView> {
         self.jobs
+            .lock()
             .iter()
             .map(|j| JobView {
                 channel: j.channel,
+                stage: j.stage,
                 targeted: j.targeted.load(Ordering::Relaxed),
                 delivered: j.delivered.load(Ordering::Relaxed),
                 failed: j.failed.load(Ordering::Relaxed),

@@ -1,7 +1,7 @@
 //! From envelope bytes to a receipt: verify (policy), plan (targeting),
 //! journal durably (group commit), then start the fan-out and answer. A
 //! rejection at any step leaves the journal untouched. Also resumes live
-//! alerts from the journal at start.
+//! alerts (and the pending steps of widening ones) from the journal at start.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use crate::authority::Verifier;
 use crate::channel::AlertContent;
 use crate::dispatch::Dispatcher;
 use crate::ingest::protocol::Receipt;
+use crate::ingest::widening::{self, Stage0};
 use crate::journal::{AlertRecord, CommitOutcome, GroupCommitter, Journal, JournalError, NewAlert};
 use crate::metrics::Metrics;
 use crate::reject::{RejectCode, Rejection};
@@ -27,6 +28,8 @@ pub struct Pipeline {
     dispatcher: Dispatcher,
     journal: Arc<Journal>,
     metrics: Metrics,
+    /// Clock speed of widening steps (`dispatch.clock_speed`).
+    clock_speed: f64,
 }
 
 fn latest_expiry(alert: &Alert) -> Option<DateTime<Utc>> {
@@ -45,6 +48,7 @@ impl Pipeline {
         dispatcher: Dispatcher,
         journal: Arc<Journal>,
         metrics: Metrics,
+        clock_speed: f64,
     ) -> Self {
         Self {
             verifier,
@@ -52,6 +56,7 @@ impl Pipeline {
             dispatcher,
             journal,
             metrics,
+            clock_speed,
         }
     }
 
@@ -84,8 +89,32 @@ impl Pipeline {
 
     async fn submit_inner(&self, bytes: &[u8], t0: Instant) -> Result<Receipt, Rejection> {
         let v = self.verifier.verify(bytes, Utc::now())?;
+        let accepted_at = Utc::now();
+        let prior = widening::prior_expansion(&self.journal, &v.alert).map_err(|e| {
+            tracing::error!(error = %e, "journal read failed");
+            Rejection::new(RejectCode::Internal, "the journal could not be read")
+        })?;
+        let expansion = widening::expansion_for(
+            &self.verifier,
+            &v.authority,
+            &v.alert,
+            v.cosigned,
+            prior.as_ref(),
+            accepted_at,
+            self.clock_speed,
+        );
+        let widen = expansion.clone().and_then(|e| {
+            widening::widening(
+                &self.verifier,
+                &v.authority,
+                e,
+                v.region.clone(),
+                self.clock_speed,
+            )
+        });
+        let stage0 = Stage0::new(widen.as_ref(), v.region.as_ref());
         let plan = self.dispatcher.plan(
-            v.region.as_ref(),
+            &stage0.scope(widen.as_ref()),
             v.alert.status,
             v.alert.msg_type,
             self.verifier.follow_up(&v.alert),
@@ -97,12 +126,13 @@ impl Pipeline {
             authority: v.authority.clone(),
             digest: hex::encode(v.digest),
             envelope: v.envelope.clone(),
-            accepted_at: Utc::now(),
+            accepted_at,
             expires: latest_expiry(&v.alert),
             msg_type: v.alert.msg_type,
             status: format!("{:?}", v.alert.status),
             references: v.alert.references.iter().map(|r| r.alert_id()).collect(),
             targeted,
+            expansion,
         };
         let outcome = self.committer.commit(new).await.map_err(|e| {
             tracing::error!(error = %e, "journal commit failed");
@@ -128,7 +158,8 @@ impl Pipeline {
                     alert: v.alert,
                     accepted_at: t0,
                 });
-                self.dispatcher.start(content, plan, &BTreeMap::new());
+                self.dispatcher
+                    .start(content, plan, &BTreeMap::new(), widen);
                 Ok(Receipt::Accepted {
                     id: rec.alert_id,
                     receipt: rec.receipt,
@@ -168,8 +199,18 @@ impl Pipeline {
                     continue;
                 }
             };
+            let widen = rec.expansion.clone().and_then(|e| {
+                widening::widening(
+                    &self.verifier,
+                    &rec.authority,
+                    e,
+                    region.clone(),
+                    self.clock_speed,
+                )
+            });
+            let stage0 = Stage0::new(widen.as_ref(), region.as_ref());
             let plan = self.dispatcher.plan(
-                region.as_ref(),
+                &stage0.scope(widen.as_ref()),
                 alert.status,
                 alert.msg_type,
                 self.verifier.follow_up(&alert),
@@ -185,7 +226,7 @@ impl Pipeline {
                 accepted_at: Instant::now(),
             });
             tracing::info!(seq = rec.seq, "resuming alert from journal");
-            self.dispatcher.start(content, plan, &cursors);
+            self.dispatcher.start(content, plan, &cursors, widen);
             n += 1;
         }
         Ok(n)

@@ -15,6 +15,7 @@ use super::store::{Journal, JournalError};
 use crate::alert::cap::MsgType;
 use crate::metrics::Metrics;
 use crate::reject::Rejection;
+use crate::target::expand::Expansion;
 
 /// An alert ready to be journaled.
 #[derive(Debug, Clone)]
@@ -31,6 +32,8 @@ pub struct NewAlert {
     /// Alert ids (`sender,identifier,sent`) this one updates or cancels.
     pub references: Vec<String>,
     pub targeted: BTreeMap<String, u64>,
+    /// Widening schedule, when the event widens.
+    pub expansion: Option<Expansion>,
 }
 
 /// What the journal made of one alert.

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::target::expand::Expansion;
+
 /// Lifecycle of an accepted alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -48,8 +50,11 @@ pub struct AlertRecord {
     pub references: Vec<u64>,
     /// Set when a later alert superseded or cancelled this one.
     pub replaced_by: Option<u64>,
-    /// Recipients planned per channel, at acceptance.
+    /// Recipients planned per channel, at acceptance (stage 0).
     pub targeted: BTreeMap<String, u64>,
+    /// Widening schedule: its later stages start from here after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expansion: Option<Expansion>,
 }
 
 /// Progress of one job (alert × channel), committed in batches.

@@ -157,6 +157,7 @@ impl Journal {
                     references: refs,
                     replaced_by: None,
                     targeted: a.targeted.clone(),
+                    expansion: a.expansion.clone(),
                 };
                 let bytes = serde_json::to_vec(&rec).map_err(corrupt)?;
                 alerts.insert(seq, bytes.as_slice())?;

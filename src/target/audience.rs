@@ -179,6 +179,22 @@ impl Selection {
         }
     }
 
+    /// The positions in both `self` and `other` (e.g. a circle capped by a
+    /// jurisdiction).
+    pub fn intersection(&self, other: &Selection) -> Selection {
+        let mut out = Selection::default();
+        let (mut i, mut j) = (0, 0);
+        while let (Some(a), Some(b)) = (self.ranges.get(i), other.ranges.get(j)) {
+            out.push(a.start.max(b.start)..a.end.min(b.end));
+            if a.end <= b.end {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        out
+    }
+
     /// The positions in `self` but not in `other` (e.g. a widened circle
     /// minus the circle already served).
     pub fn difference(&self, other: &Selection) -> Selection {

@@ -7,6 +7,7 @@
 
 pub mod area;
 pub mod audience;
+pub mod expand;
 pub mod geocode;
 pub mod geodesy;
 mod polygon;

@@ -211,6 +211,34 @@ fn selection_difference_is_the_new_ring() {
 }
 
 #[test]
+fn selection_intersection_is_both() {
+    let a = audience_near(23.1291, 113.2644, 100.0, 50_000, 4);
+    let c1 = Point {
+        lat: 23.1291,
+        lon: 113.2644,
+    };
+    let c2 = Point {
+        lat: 23.5,
+        lon: 113.6,
+    };
+    let x = a.select(&Region::circle(c1, 60.0).unwrap());
+    let y = a.select(&Region::circle(c2, 60.0).unwrap());
+    let both = x.intersection(&y);
+    assert_eq!(both, y.intersection(&x));
+    assert_eq!(both.count() + x.difference(&y).count(), x.count());
+    let brute = (0..a.len())
+        .filter(|&p| {
+            let q = centre(a.cells()[p]);
+            haversine_km(q.lat, q.lon, c1.lat, c1.lon) <= 60.0
+                && haversine_km(q.lat, q.lon, c2.lat, c2.lon) <= 60.0
+        })
+        .count();
+    assert!(brute > 0);
+    assert_eq!(both.count(), brute);
+    assert!(x.intersection(&Selection::default()).is_empty());
+}
+
+#[test]
 fn empty_audience_and_far_region() {
     let r = Region::circle(Point { lat: 0.0, lon: 0.0 }, 10.0).unwrap();
     assert!(ChannelAudience::default().select(&r).is_empty());
