@@ -396,3 +396,43 @@ async fn an_update_moves_the_centre_and_a_cancel_stops_the_steps() {
     );
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authority_sets_its_own_steps_or_none() {
+    let audience = Arc::new(tocsin::demo::synthetic_audience(20_000, 13));
+    let in_circle = |r: f64| -> u64 {
+        SubscriberKind::ALL
+            .iter()
+            .map(|&k| ids_where(&audience, k, |p| circle(GZ, r).contains(p)).len() as u64)
+            .sum()
+    };
+    for (steps, radius) in [(vec![(0, 50.0)], 50.0), (vec![], 10.0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let sinks = Sinks::new();
+        let mut s = widening_settings(dir.path(), 1.0);
+        s.partners.clear();
+        s.authorities[0].widen = vec![tocsin::config::AuthorityWidenSettings {
+            event_code: "CAE".into(),
+            steps: steps
+                .iter()
+                .map(|&(after_minutes, radius_km)| WidenStepSettings {
+                    after_minutes,
+                    radius_km,
+                })
+                .collect(),
+        }];
+        let d = Daemon::start(s, sinks.extras(&audience)).await.unwrap();
+        let r = submit(dir.path(), d.ingest_addr, &alert_at("own-1", GZ)).await;
+        let Receipt::Accepted { targeted, .. } = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(targeted, in_circle(radius), "steps {steps:?}");
+        assert!(wait_for(30, || d.dispatcher().progress(1).is_some_and(|p| p.is_done())).await);
+        let rec = d.journal().alert(1).unwrap().unwrap();
+        match rec.expansion {
+            Some(e) => assert_eq!((e.stages(), e.radius(0)), (1, 50.0)),
+            None => assert!(steps.is_empty(), "no schedule without steps"),
+        }
+        d.shutdown().await;
+    }
+}
