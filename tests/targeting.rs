@@ -9,10 +9,8 @@ use std::sync::Arc;
 
 use support::*;
 use tocsin::alert::cap::Point;
-use tocsin::channel::sink::SinkChannel;
-use tocsin::channel::{Channel, Reach, SubscriberKind};
-use tocsin::daemon::{Daemon, Extras};
-use tocsin::dispatch::ChannelLimits;
+use tocsin::channel::{Channel, SubscriberKind};
+use tocsin::daemon::Daemon;
 use tocsin::ingest::Receipt;
 use tocsin::target::area::Region;
 
@@ -22,30 +20,11 @@ const N: u32 = 200_000;
 async fn circle_reaches_exactly_the_subscribers_inside_once() {
     let dir = tempfile::tempdir().unwrap();
     let audience = Arc::new(tocsin::demo::synthetic_audience(N, 7));
-    let sinks: Vec<Arc<SinkChannel>> = SubscriberKind::ALL
-        .iter()
-        .map(|k| {
-            Arc::new(SinkChannel::new(
-                k.as_str(),
-                Reach::Subscribers(*k),
-                N as usize,
-            ))
-        })
-        .collect();
-    let extras = Extras {
-        channels: sinks
-            .iter()
-            .map(|s| {
-                let limits = ChannelLimits {
-                    concurrency: 4096,
-                    rate_per_sec: 1e7,
-                    burst: 100_000,
-                };
-                (s.clone() as Arc<dyn Channel>, limits)
-            })
-            .collect(),
-        audience: Some(audience.clone()),
-    };
+    let sinks = subscriber_sinks(N as usize);
+    let extras = sink_extras(
+        sinks.iter().map(|s| s.clone() as Arc<dyn Channel>),
+        &audience,
+    );
     let mut s = settings(dir.path(), &[]);
     s.dispatch.batch_size = 512;
     let d = Daemon::start(s, extras).await.unwrap();

@@ -18,7 +18,7 @@ use tocsin::channel::sink::SinkChannel;
 use tocsin::channel::{Channel, PartnerRole, Reach, SubscriberKind};
 use tocsin::config::{AreaSettings, CircleSettings, PartnerSettings, Settings, WidenStepSettings};
 use tocsin::daemon::{Daemon, Extras};
-use tocsin::dispatch::{AlertProgress, ChannelLimits};
+use tocsin::dispatch::AlertProgress;
 use tocsin::ingest::Receipt;
 use tocsin::journal::AlertState;
 use tocsin::subscribers::Audience;
@@ -89,16 +89,7 @@ struct Sinks {
 impl Sinks {
     fn new() -> Self {
         Self {
-            subscribers: SubscriberKind::ALL
-                .iter()
-                .map(|k| {
-                    Arc::new(SinkChannel::new(
-                        k.as_str(),
-                        Reach::Subscribers(*k),
-                        N as usize,
-                    ))
-                })
-                .collect(),
+            subscribers: subscriber_sinks(N as usize),
             feed: Arc::new(SinkChannel::new(
                 "feed",
                 Reach::Partners(PartnerRole::Feed),
@@ -108,21 +99,14 @@ impl Sinks {
     }
 
     fn extras(&self, audience: &Arc<Audience>) -> Extras {
-        let limits = ChannelLimits {
-            concurrency: 4096,
-            rate_per_sec: 1e7,
-            burst: 100_000,
-        };
-        let mut channels: Vec<(Arc<dyn Channel>, ChannelLimits)> = self
-            .subscribers
-            .iter()
-            .map(|s| (s.clone() as Arc<dyn Channel>, limits))
-            .collect();
-        channels.push((self.feed.clone() as Arc<dyn Channel>, limits));
-        Extras {
-            channels,
-            audience: Some(audience.clone()),
-        }
+        let feed = self.feed.clone() as Arc<dyn Channel>;
+        sink_extras(
+            self.subscribers
+                .iter()
+                .map(|s| s.clone() as Arc<dyn Channel>)
+                .chain([feed]),
+            audience,
+        )
     }
 
     fn sink(&self, kind: SubscriberKind) -> &SinkChannel {
@@ -427,7 +411,13 @@ async fn an_authority_sets_its_own_steps_or_none() {
             panic!("{r:?}")
         };
         assert_eq!(targeted, in_circle(radius), "steps {steps:?}");
-        assert!(wait_for(30, || d.dispatcher().progress(1).is_some_and(|p| p.is_done())).await);
+        assert!(
+            wait_for(30, || d
+                .dispatcher()
+                .progress(1)
+                .is_some_and(|p| p.is_done()))
+            .await
+        );
         let rec = d.journal().alert(1).unwrap().unwrap();
         match rec.expansion {
             Some(e) => assert_eq!((e.stages(), e.radius(0)), (1, 50.0)),

@@ -200,3 +200,35 @@ pub async fn submit(dir: &Path, addr: SocketAddr, xml: &str) -> Receipt {
     c.close().await;
     r
 }
+
+/// A counting sink per subscriber kind (in `SubscriberKind::ALL` order), for
+/// `capacity` subscriber ids.
+pub fn subscriber_sinks(capacity: usize) -> Vec<Arc<tocsin::channel::sink::SinkChannel>> {
+    use tocsin::channel::{sink::SinkChannel, Reach, SubscriberKind};
+    SubscriberKind::ALL
+        .iter()
+        .map(|k| {
+            Arc::new(SinkChannel::new(
+                k.as_str(),
+                Reach::Subscribers(*k),
+                capacity,
+            ))
+        })
+        .collect()
+}
+
+/// Daemon extras: `channels` as unthrottled in-process channels over `audience`.
+pub fn sink_extras(
+    channels: impl IntoIterator<Item = Arc<dyn tocsin::channel::Channel>>,
+    audience: &Arc<tocsin::subscribers::Audience>,
+) -> tocsin::daemon::Extras {
+    let limits = tocsin::dispatch::ChannelLimits {
+        concurrency: 4096,
+        rate_per_sec: 1e7,
+        burst: 100_000,
+    };
+    tocsin::daemon::Extras {
+        channels: channels.into_iter().map(|c| (c, limits)).collect(),
+        audience: Some(audience.clone()),
+    }
+}
