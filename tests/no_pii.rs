@@ -3,7 +3,13 @@
 //! partner feeds, labels) with `RUST_LOG=trace`; its whole stdout and stderr
 //! and the `/metrics` text scraped during the run must not contain a single
 //! recipient address (APNs token, FCM token, phone number with or without
-//! `+`, e-mail address). Any hit fails with the offending line.
+//! `+`, e-mail address). Any hit fails with the offending line. A second
+//! test runs `tocsin serve` at trace level with an SMPP password and SMTP
+//! AUTH credentials against real peers (the testkit SMSC, aiosmtpd): neither
+//! password, in plain text or as the base64 of an AUTH exchange, nor any
+//! recipient appears in its output or `/metrics`.
+
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -127,4 +133,199 @@ async fn demo_at_trace_level_logs_and_labels_no_address() {
     assert!(bad.is_empty(), "addresses in the logs:\n{}", bad.join("\n"));
     let bad = hits(&metrics, &needles);
     assert!(bad.is_empty(), "addresses in /metrics:\n{}", bad.join("\n"));
+}
+
+const SMPP_PASSWORD: &str = "Zq7-smpp";
+const SMTP_USER: &str = "tocsin";
+const SMTP_PASSWORD: &str = "S3cr3t-smtp-pw-91";
+
+/// Kills the peer process when the test ends.
+struct Peer(std::process::Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn secrets() -> Vec<String> {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    vec![
+        SMPP_PASSWORD.into(),
+        SMTP_PASSWORD.into(),
+        // AUTH PLAIN carries base64("\0user\0password"), AUTH LOGIN base64(password).
+        b64(&format!("\0{SMTP_USER}\0{SMTP_PASSWORD}")),
+        b64(SMTP_PASSWORD),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_at_trace_level_logs_no_credentials() {
+    use support::peers::{free_port, peer_python, wait_listening};
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = tocsin::testkit::smsc::SmscServer::start(false)
+        .await
+        .unwrap();
+    let smtp_port = free_port();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/smtp_server.py");
+    let _smtp = Peer(
+        std::process::Command::new(peer_python())
+            .arg(script)
+            .args(["--port", &smtp_port.to_string(), "--out"])
+            .arg(dir.path().join("mail"))
+            .args(["--auth", &format!("{SMTP_USER}:{SMTP_PASSWORD}")])
+            .args(["--flaky-failures", "0", "--slow-ms", "0"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start smtp_server.py"),
+    );
+    assert!(
+        wait_listening(smtp_port, Duration::from_secs(15)),
+        "smtp_server.py"
+    );
+
+    // 10 phones and 10 mailboxes round Guangzhou, in the journal before start.
+    let mut csv = String::from("id,channel,address,lat,lon,language\n");
+    let mut addresses = Vec::new();
+    for i in 0..10 {
+        let phone = format!("+861380013{i:04}");
+        let mail = format!("parent{i}@example.net");
+        csv.push_str(&format!("{i},sms,{phone},23.13,113.26,zh-CN\n"));
+        csv.push_str(&format!("{},email,{mail},23.13,113.26,en-US\n", 100 + i));
+        addresses.push(phone[1..].to_string());
+        addresses.push(mail);
+    }
+    {
+        let journal = tocsin::journal::Journal::open(dir.path()).unwrap();
+        let n = tocsin::subscribers::import_csv(csv.as_bytes(), &journal, |_| {}).unwrap();
+        assert_eq!(n, 20);
+    }
+
+    let (ingest, admin) = (free_port_udp(), free_port());
+    let cfg = format!(
+        r#"
+[node]
+state_dir = "{dir}"
+dev_mode = true
+[ingest]
+listen = "127.0.0.1:{ingest}"
+[admin]
+listen = "127.0.0.1:{admin}"
+[channels.sms]
+enabled = true
+transport = "smpp"
+[[channels.sms.smsc]]
+name = "smsc-a"
+host = "127.0.0.1"
+port = {smsc_port}
+system_id = "tocsin"
+password = "{SMPP_PASSWORD}"
+[channels.email]
+enabled = true
+host = "127.0.0.1"
+port = {smtp_port}
+security = "none"
+username = "{SMTP_USER}"
+password = "{SMTP_PASSWORD}"
+[[standards]]
+event_code = "CAE"
+require = ["headline", "contact", "expires", "area"]
+[[authorities]]
+id = "gz"
+name = "Guangzhou police"
+events = ["CAE"]
+jurisdiction = {{ everywhere = true }}
+[[authorities.keys]]
+kid = "gz-1"
+public_key = "{k1}"
+"#,
+        dir = dir.path().display(),
+        smsc_port = smsc.addr().port(),
+        k1 = support::b64(&support::key(1)),
+    );
+    let cfg_path = dir.path().join("tocsin.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let log_path = dir.path().join("tocsin.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["serve", "--config"])
+        .arg(&cfg_path)
+        .env("RUST_LOG", "trace")
+        .env_remove("TOCSIN_LOG")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start tocsin serve");
+    let admin_addr: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
+    let ingest_addr: SocketAddr = format!("127.0.0.1:{ingest}").parse().unwrap();
+    let mut up = false;
+    for _ in 0..300 {
+        if let Ok(r) = reqwest::get(format!("http://{admin_addr}/readyz")).await {
+            if r.status().is_success() {
+                up = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        up,
+        "daemon not ready:\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    let r = support::submit(dir.path(), ingest_addr, &support::alert_xml("pii-1")).await;
+    assert!(r.is_ok(), "{r:?}");
+
+    // Both channels finish: 10 SMS at the SMSC, 10 mails stored by aiosmtpd.
+    let url = format!("http://{admin_addr}/v1/alerts/1");
+    let mut state = serde_json::Value::Null;
+    for _ in 0..300 {
+        state = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        if state["state"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state["state"], "completed", "{state}");
+    let metrics = reqwest::get(format!("http://{admin_addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let accepted = smsc.state().accepted();
+    assert!(accepted >= 10, "SMSC accepted {accepted}");
+    assert!(
+        metrics.contains("tocsin_deliveries_total{channel=\"email\",outcome=\"delivered\"} 10"),
+        "{metrics}"
+    );
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("TRACE"), "no trace-level output:\n{text}");
+    let mut needles = secrets();
+    needles.extend(addresses);
+    let bad = hits(&text, &needles);
+    assert!(
+        bad.is_empty(),
+        "secrets or addresses in the logs:\n{}",
+        bad.join("\n")
+    );
+    let bad = hits(&metrics, &needles);
+    assert!(
+        bad.is_empty(),
+        "secrets or addresses in /metrics:\n{}",
+        bad.join("\n")
+    );
+}
+
+fn free_port_udp() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
