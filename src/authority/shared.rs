@@ -107,3 +107,67 @@ impl SharedRegistry {
         Ok(self.replace(new))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    fn authorities(rate: u32, kids: &[&str]) -> Vec<AuthoritySettings> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let keys: String = kids
+            .iter()
+            .enumerate()
+            .map(|(i, kid)| {
+                let k = ed25519_dalek::SigningKey::from_bytes(&[i as u8 + 1; 32]);
+                format!(
+                    "[[authorities.keys]]\nkid = \"{kid}\"\npublic_key = \"{}\"\n",
+                    b64.encode(k.verifying_key().as_bytes())
+                )
+            })
+            .collect();
+        let toml = format!(
+            "[[authorities]]\nid = \"a\"\nname = \"A\"\nevents = [\"CAE\"]\nrate_per_minute = {rate}\n\
+             jurisdiction = {{ everywhere = true }}\n{keys}"
+        );
+        Settings::from_toml(&toml).unwrap().authorities
+    }
+
+    #[test]
+    fn a_snapshot_outlives_a_reload_and_buckets_carry_over() {
+        let g = GeocodeTable::embedded();
+        let base = Path::new(".");
+        let first = Registry::from_settings(&authorities(2, &["k1"]), &g, base).unwrap();
+        let shared = SharedRegistry::new(Arc::new(first));
+        let before = shared.load();
+        assert!(before.by_id("a").unwrap().rate.try_take(2));
+        let r = shared
+            .reload(&authorities(2, &["k1", "k2"]), &g, base)
+            .unwrap();
+        assert_eq!((r.authorities, r.keys, r.rates_kept), (1, 2, 1));
+        // The old snapshot is unchanged; the new one shares the drained bucket.
+        assert!(before.key("k2").is_none());
+        let now = shared.load();
+        assert!(now.key("k2").is_some());
+        assert!(!now.by_id("a").unwrap().rate.try_take(1));
+        // A different rate: a fresh bucket.
+        let r = shared.reload(&authorities(3, &["k1"]), &g, base).unwrap();
+        assert_eq!(r.rates_kept, 0);
+        assert!(shared.load().by_id("a").unwrap().rate.try_take(3));
+    }
+
+    #[test]
+    fn a_bad_key_changes_nothing() {
+        let g = GeocodeTable::embedded();
+        let base = Path::new(".");
+        let first = Registry::from_settings(&authorities(2, &["k1"]), &g, base).unwrap();
+        let shared = SharedRegistry::new(Arc::new(first));
+        let mut bad = authorities(2, &["k1", "k2"]);
+        bad[0].keys[1].public_key = Some("AAAA".into());
+        let e = shared.reload(&bad, &g, base).unwrap_err().to_string();
+        assert!(e.contains("k2") && e.contains("32 bytes"), "{e}");
+        assert!(shared.load().key("k2").is_none());
+        assert!(shared.load().key("k1").is_some());
+    }
+}
