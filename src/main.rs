@@ -318,6 +318,7 @@ fn label(
 /// Re-read `config` and swap in its authorities; a bad config is refused and
 /// the running authorities stay (logged either way, counts only).
 fn reload(d: &tocsin::daemon::Daemon, config: &std::path::Path) {
+    let t0 = std::time::Instant::now();
     let result = tocsin::config::Settings::load(config)
         .map_err(|e| e.to_string())
         .and_then(|s| d.reload(&s).map_err(|e| e.to_string()));
@@ -328,6 +329,7 @@ fn reload(d: &tocsin::daemon::Daemon, config: &std::path::Path) {
             keys = report.keys,
             revoked = report.revoked,
             rates_kept = report.rates_kept,
+            micros = t0.elapsed().as_micros() as u64,
             "reload: authorities swapped in ({report})"
         ),
         Err(e) => tracing::error!(
