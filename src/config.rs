@@ -61,6 +61,10 @@ pub struct IngestSettings {
     pub read_timeout_ms: u64,
     /// Alerts per group commit at most.
     pub commit_batch: usize,
+    /// Authenticated submissions per second over all authorities (a token
+    /// bucket, burst one second's worth); beyond it `rate_limited`. Unset: no
+    /// global limit, only each authority's `rate_per_minute`.
+    pub max_alerts_per_sec: Option<f64>,
 }
 
 impl Default for IngestSettings {
@@ -74,6 +78,7 @@ impl Default for IngestSettings {
             max_concurrent_streams: 256,
             read_timeout_ms: 10_000,
             commit_batch: 256,
+            max_alerts_per_sec: None,
         }
     }
 }
@@ -744,6 +749,11 @@ impl Settings {
         }
         if self.ingest.commit_batch == 0 {
             return bad("ingest.commit_batch must be > 0".into());
+        }
+        if let Some(r) = self.ingest.max_alerts_per_sec {
+            if !(r.is_finite() && r > 0.0) {
+                return bad("ingest.max_alerts_per_sec must be > 0".into());
+            }
         }
         if self.channels.feed.rate_per_sec.is_nan()
             || self.channels.feed.rate_per_sec <= 0.0

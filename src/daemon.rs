@@ -2,7 +2,8 @@
 //! authorities, audience, channels, dispatcher, pipeline, the QUIC ingest and
 //! the admin HTTP server. Tests and the demo start it in-process on port 0;
 //! `tocsin serve` starts it and waits for a signal. Signals systemd READY
-//! once both listeners are bound and live alerts have resumed.
+//! once both listeners are bound and live alerts have resumed. `reload`
+//! swaps in the authorities of a re-read config (SIGHUP) without a restart.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::envelope::key_id_for;
-use crate::authority::{Coverage, Registry, Verifier};
+use crate::authority::{Coverage, Registry, ReloadReport, SharedRegistry, Verifier};
 use crate::channel::apns::ApnsChannel;
 use crate::channel::email::EmailChannel;
 use crate::channel::fcm::FcmChannel;
@@ -73,6 +74,9 @@ pub struct Daemon {
     pub metrics: Metrics,
     /// Dev-mode files, when dev mode is on.
     pub dev: Option<crate::dev::DevFiles>,
+    /// The authorities the verifier uses now (swapped by `reload`).
+    registry: SharedRegistry,
+    geocodes: Arc<GeocodeTable>,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -369,7 +373,7 @@ impl Daemon {
             &geocodes,
             &base,
         )?);
-        let verifier = Verifier::new(
+        let mut verifier = Verifier::new(
             registry,
             geocodes.clone(),
             &settings.standards,
@@ -377,6 +381,10 @@ impl Daemon {
             settings.ingest.max_envelope_bytes,
         )
         .map_err(DaemonError::Config)?;
+        if let Some(per_sec) = settings.ingest.max_alerts_per_sec {
+            verifier = verifier.with_global_rate(per_sec);
+        }
+        let shared_registry = verifier.registry().clone();
 
         let journal = Arc::new(Journal::open(&state_dir)?);
         let audience = match extras.audience {
@@ -520,9 +528,30 @@ impl Daemon {
             pipeline,
             metrics,
             dev,
+            registry: shared_registry,
+            geocodes,
             stop,
             tasks,
         })
+    }
+
+    /// Swap in the authorities of `settings` (keys, revocations,
+    /// jurisdictions, events, co-signers, widening steps, rates) while the
+    /// daemon runs; each authority that stays keeps its rate bucket. On any
+    /// error the running authorities stay as they were. Everything else in
+    /// `settings` (listeners, channels, standards, policy, dev mode) needs a
+    /// restart and is ignored here.
+    pub fn reload(&self, settings: &Settings) -> Result<ReloadReport, DaemonError> {
+        settings
+            .validate()
+            .map_err(|e| DaemonError::Config(e.to_string()))?;
+        let mut authorities = settings.authorities.clone();
+        if let Some(files) = &self.dev {
+            authorities.push(dev_authority(files)?);
+        }
+        Ok(self
+            .registry
+            .reload(&authorities, &self.geocodes, &PathBuf::from("."))?)
     }
 
     /// The dispatcher (progress of alerts).

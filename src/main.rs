@@ -107,8 +107,45 @@ enum SubCmd {
     },
 }
 
+/// Crates whose debug/trace events can carry recipient addresses or
+/// credentials (HTTP/2 and HTTP headers with device tokens in the path, SMTP
+/// commands with mail addresses and AUTH, SMPP PDUs with phone numbers, TLS
+/// records): capped at `info` unless the filter names the crate itself.
+const CHATTY: [&str; 11] = [
+    "h2",
+    "hyper",
+    "hyper_util",
+    "reqwest",
+    "rustls",
+    "tokio_rustls",
+    "lettre",
+    "rusmpp",
+    "rusmppc",
+    "quinn",
+    "quinn_proto",
+];
+
+/// `TOCSIN_LOG`, else `RUST_LOG`, else `info`; see `CHATTY`.
 fn init_logging() {
-    let filter = EnvFilter::try_from_env("TOCSIN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let spec = std::env::var("TOCSIN_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let mut filter = EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+        eprintln!("ignoring the log filter {spec:?}: {e}");
+        EnvFilter::new("info")
+    });
+    for krate in CHATTY {
+        let named = spec.split(',').any(|d| {
+            d.split(['=', '['])
+                .next()
+                .is_some_and(|t| t.trim() == krate)
+        });
+        if !named {
+            if let Ok(d) = format!("{krate}=info").parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -129,8 +166,13 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Serve { config } => {
             let settings = tocsin::config::Settings::load(&config)
                 .with_context(|| format!("loading {}", config.display()))?;
+            // Before start: READY=1 goes out inside `start`, and a SIGHUP from
+            // `systemctl reload` must never hit the default (terminating) action.
+            let mut signals = Signals::new()?;
             let d = tocsin::daemon::Daemon::start(settings, Default::default()).await?;
-            wait_for_signal().await;
+            while signals.next().await == Signal::Reload {
+                reload(&d, &config);
+            }
             tracing::info!("shutting down");
             d.shutdown().await;
             Ok(())
@@ -273,17 +315,71 @@ fn label(
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Re-read `config` and swap in its authorities; a bad config is refused and
+/// the running authorities stay (logged either way, counts only).
+fn reload(d: &tocsin::daemon::Daemon, config: &std::path::Path) {
+    let t0 = std::time::Instant::now();
+    let result = tocsin::config::Settings::load(config)
+        .map_err(|e| e.to_string())
+        .and_then(|s| d.reload(&s).map_err(|e| e.to_string()));
+    match result {
+        Ok(report) => tracing::info!(
+            config = %config.display(),
+            authorities = report.authorities,
+            keys = report.keys,
+            revoked = report.revoked,
+            rates_kept = report.rates_kept,
+            micros = t0.elapsed().as_micros() as u64,
+            "reload: authorities swapped in ({report})"
+        ),
+        Err(e) => tracing::error!(
+            config = %config.display(),
+            "reload refused, the previous authorities stay in force: {e}"
+        ),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Stop,
+    Reload,
+}
+
+/// SIGINT/SIGTERM stop the daemon; SIGHUP reloads the authorities.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+                hup: signal(SignalKind::hangup()).context("installing SIGHUP handler")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                _ = self.term.recv() => Signal::Stop,
+                _ = self.hup.recv() => Signal::Reload,
             }
-            return;
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -1,8 +1,9 @@
 //! The gate every submission passes (DESIGN §4): envelope structure, key
 //! status and signatures, then CAP parsing, sender, status, event codes,
-//! area, jurisdiction and co-signing, issuing standard, replay window and the
-//! authority's rate. Pure: bytes and a clock in, a `VerifiedAlert` or a
-//! `Rejection` out; nothing here touches the journal, so a rejection changes
+//! area, jurisdiction and co-signing, issuing standard, replay window, the
+//! authority's rate and the global ingest rate. Pure: bytes and a clock in, a
+//! `VerifiedAlert` or a `Rejection` out (the registry is read once per
+//! submission from `SharedRegistry`, so a reload never splits one check); nothing here touches the journal, so a rejection changes
 //! nothing. Duplicate and reference checks need the journal and live in
 //! `ingest::pipeline`.
 
@@ -15,7 +16,9 @@ use sha2::Digest;
 use crate::alert::cap::{self, Alert, CapLimits, Info, MsgType};
 use crate::alert::envelope::Envelope;
 use crate::authority::registry::{Coverage, Registry};
+use crate::authority::shared::SharedRegistry;
 use crate::config::{PolicySettings, StandardSettings};
+use crate::dispatch::rate::TokenBucket;
 use crate::reject::{RejectCode, Rejection};
 use crate::target::area::Region;
 use crate::target::expand::Step;
@@ -68,7 +71,9 @@ impl FollowUp {
 
 /// Verifies submissions against the registry and policy.
 pub struct Verifier {
-    registry: Arc<Registry>,
+    registry: SharedRegistry,
+    /// `ingest.max_alerts_per_sec` over all authorities (None: no global limit).
+    global_rate: Option<TokenBucket>,
     geocodes: Arc<GeocodeTable>,
     standards: HashMap<String, Standard>,
     limits: CapLimits,
@@ -134,11 +139,12 @@ impl Verifier {
     /// The widening steps of `alert` from `authority`: for the first event
     /// code with steps, the authority's own (which may be none), else the
     /// standard's. None: it does not widen (a Cancel never does).
-    pub fn widen_steps(&self, authority: &str, alert: &Alert) -> Option<&[Step]> {
+    pub fn widen_steps(&self, authority: &str, alert: &Alert) -> Option<Vec<Step>> {
         if alert.msg_type == MsgType::Cancel {
             return None;
         }
-        let own = self.registry.by_id(authority).map(|a| &a.widen);
+        let registry = self.registry.load();
+        let own = registry.by_id(authority).map(|a| &a.widen);
         alert
             .infos
             .iter()
@@ -151,11 +157,28 @@ impl Verifier {
                 }
             })
             .filter(|s| !s.is_empty())
+            .map(<[Step]>::to_vec)
     }
 
     /// The jurisdiction of `authority`, None when it is no longer configured.
-    pub fn jurisdiction(&self, authority: &str) -> Option<&Coverage> {
-        self.registry.by_id(authority).map(|a| &a.jurisdiction)
+    pub fn jurisdiction(&self, authority: &str) -> Option<Arc<Coverage>> {
+        self.registry
+            .load()
+            .by_id(authority)
+            .map(|a| a.jurisdiction.clone())
+    }
+
+    /// The live registry (a reload swaps what it holds).
+    pub fn registry(&self) -> &SharedRegistry {
+        &self.registry
+    }
+
+    /// Limit accepted-or-not authenticated submissions over all authorities
+    /// to `per_sec` (burst: one second's worth, at least 1).
+    pub fn with_global_rate(mut self, per_sec: f64) -> Self {
+        let burst = per_sec.ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
+        self.global_rate = Some(TokenBucket::new(per_sec, burst));
+        self
     }
 
     /// Build a verifier; fails when a standard names an unknown field.
@@ -199,7 +222,8 @@ impl Verifier {
             ..CapLimits::default()
         };
         Ok(Self {
-            registry,
+            registry: SharedRegistry::new(registry),
+            global_rate: None,
             geocodes,
             standards: map,
             limits,
@@ -224,10 +248,12 @@ impl Verifier {
         let env = Envelope::decode(bytes)
             .map_err(|e| reject(RejectCode::EnvelopeMalformed, e.to_string()))?;
 
+        // One registry for the whole check, even if a reload swaps it meanwhile.
+        let registry = self.registry.load();
         // Keys and signatures: every signature must verify.
         let mut signers = Vec::with_capacity(env.signers().len());
         for s in env.signers() {
-            let key = self.registry.key(&s.kid).ok_or_else(|| {
+            let key = registry.key(&s.kid).ok_or_else(|| {
                 reject(
                     RejectCode::KeyUnknown,
                     format!("no authority has kid {:?}", s.kid),
@@ -259,17 +285,31 @@ impl Verifier {
             }
             signers.push(key.authority);
         }
-        let primary = self.registry.authority(signers[0]);
-        let cosigned = signers[1..]
+        // `Envelope::decode` refuses an envelope without signers.
+        let Some((&first, others)) = signers.split_first() else {
+            return Err(reject(RejectCode::EnvelopeMalformed, "no signature"));
+        };
+        let primary = registry.authority(first);
+        let cosigned = others
             .iter()
-            .any(|&i| primary.cosigners.contains(&self.registry.authority(i).id));
+            .any(|&i| primary.cosigners.contains(&registry.authority(i).id));
 
         // Rate: after authentication, so nobody can drain another's budget.
+        // The authority's own first, so one authority over its budget cannot
+        // use up the global budget of the others.
         if !primary.rate.try_take(1) {
             return Err(reject(
                 RejectCode::RateLimited,
                 format!("authority {} exceeded its rate", primary.id),
             ));
+        }
+        if let Some(global) = &self.global_rate {
+            if !global.try_take(1) {
+                return Err(reject(
+                    RejectCode::RateLimited,
+                    "global ingest limit (ingest.max_alerts_per_sec) reached; retry shortly",
+                ));
+            }
         }
 
         let alert = cap::parse(env.payload(), &self.limits).map_err(|e| {

@@ -1,9 +1,12 @@
 //! The authorities and their keys, compiled from config: key ids map to
 //! Ed25519 public keys with validity windows and revocation; jurisdictions are
-//! compiled `Region`s. Read-only after start.
+//! compiled `Region`s. Immutable once built: a reload (SIGHUP) compiles a
+//! new registry and swaps it in whole (`authority::shared`), carrying the rate
+//! buckets of authorities that stay over with `inherit_rates`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -130,10 +133,14 @@ pub struct Authority {
     pub id: String,
     pub name: String,
     pub senders: HashSet<String>,
-    pub jurisdiction: Coverage,
+    /// Shared so the widening code can hold it past a reload.
+    pub jurisdiction: Arc<Coverage>,
     pub events: HashSet<String>,
     pub statuses: HashSet<Status>,
-    pub rate: TokenBucket,
+    /// Submissions per minute (the bucket's rate and burst).
+    pub rate_per_minute: u32,
+    /// Shared so a reload can hand it to the new registry unchanged.
+    pub rate: Arc<TokenBucket>,
     pub cosigners: HashSet<String>,
     pub max_area_km2: Option<f64>,
     /// Own widening steps per event code (empty: that event does not widen).
@@ -214,14 +221,15 @@ impl Registry {
                 id: a.id.clone(),
                 name: a.name.clone(),
                 senders: a.senders.iter().cloned().collect(),
-                jurisdiction: Coverage::from_settings(
+                jurisdiction: Arc::new(Coverage::from_settings(
                     &a.jurisdiction,
                     geocodes,
                     &format!("authority {}", a.id),
-                )?,
+                )?),
                 events: a.events.iter().cloned().collect(),
                 statuses,
-                rate: TokenBucket::new(per_sec, a.rate_per_minute.max(1)),
+                rate_per_minute: a.rate_per_minute,
+                rate: Arc::new(TokenBucket::new(per_sec, a.rate_per_minute.max(1))),
                 cosigners: a.cosigners.iter().cloned().collect(),
                 max_area_km2: a.max_area_km2,
                 widen: a
@@ -257,5 +265,32 @@ impl Registry {
     /// True when no authority is configured.
     pub fn is_empty(&self) -> bool {
         self.authorities.is_empty()
+    }
+
+    /// Every authority, in config order.
+    pub fn authorities(&self) -> &[Authority] {
+        &self.authorities
+    }
+
+    /// Every key (any order).
+    pub fn keys(&self) -> impl Iterator<Item = &AuthorityKey> {
+        self.keys.values()
+    }
+
+    /// Take over `old`'s rate bucket for every authority that is in both
+    /// with the same `rate_per_minute`, so a reload neither refills nor
+    /// empties a budget. Returns how many buckets were kept; an authority
+    /// whose rate changed starts with a full bucket at its new rate.
+    pub fn inherit_rates(&mut self, old: &Registry) -> usize {
+        let mut kept = 0;
+        for a in &mut self.authorities {
+            if let Some(o) = old.by_id(&a.id) {
+                if o.rate_per_minute == a.rate_per_minute {
+                    a.rate = o.rate.clone();
+                    kept += 1;
+                }
+            }
+        }
+        kept
     }
 }

@@ -57,7 +57,7 @@ pub fn expansion_for(
 ) -> Option<Expansion> {
     let capped = !cosigned
         && matches!(
-            verifier.jurisdiction(authority),
+            verifier.jurisdiction(authority).as_deref(),
             Some(Coverage::Region(_)) | None
         );
     let prior_center = prior.map(|p| Point {
@@ -66,7 +66,7 @@ pub fn expansion_for(
     });
     let c = center(alert).or(prior_center);
     match (verifier.widen_steps(authority, alert), prior) {
-        (Some(steps), _) => c.map(|c| Expansion::new(c, steps, now, speed, capped, prior)),
+        (Some(steps), _) => c.map(|c| Expansion::new(c, &steps, now, speed, capped, prior)),
         (None, Some(p)) => Some(Expansion::new(
             c.unwrap_or(Point {
                 lat: p.lat,
@@ -93,7 +93,10 @@ pub fn widening(
     base: Option<Region>,
     speed: f64,
 ) -> Option<Widening> {
-    let clip = match (expansion.capped, verifier.jurisdiction(authority)) {
+    let clip = match (
+        expansion.capped,
+        verifier.jurisdiction(authority).as_deref(),
+    ) {
         (false, _) | (true, Some(Coverage::Everywhere)) => None,
         (true, Some(Coverage::Region(r))) => Some(r.clone()),
         (true, None) => {
