@@ -427,7 +427,13 @@ async fn an_authority_sets_its_own_steps_or_none() {
             panic!("{r:?}")
         };
         assert_eq!(targeted, in_circle(radius), "steps {steps:?}");
-        assert!(wait_for(30, || d.dispatcher().progress(1).is_some_and(|p| p.is_done())).await);
+        assert!(
+            wait_for(30, || d
+                .dispatcher()
+                .progress(1)
+                .is_some_and(|p| p.is_done()))
+            .await
+        );
         let rec = d.journal().alert(1).unwrap().unwrap();
         match rec.expansion {
             Some(e) => assert_eq!((e.stages(), e.radius(0)), (1, 50.0)),
