@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use support::peers::free_port;
 use support::*;
 use tocsin::channel::feed::idempotency_key;
 use tocsin::ingest::Receipt;
