@@ -330,6 +330,20 @@ impl Journal {
     /// a crash is harmless: the alert resumes, finds its cursors done, and
     /// sets the state again. One fsync per alert here would halve ingest.
     pub fn set_state(&self, seq: u64, state: AlertState) -> Result<(), JournalError> {
+        self.finish(seq, state, &[])
+    }
+
+    /// Set an alert's final state together with the job cursors not yet
+    /// committed (same transaction, not fsynced on its own). redb makes
+    /// commits durable in order, so no later durable commit can persist the
+    /// state without these cursors: a finished alert never reads "completed"
+    /// beside a cursor that is not done.
+    pub fn finish(
+        &self,
+        seq: u64,
+        state: AlertState,
+        cursors: &[(String, CursorRecord)],
+    ) -> Result<(), JournalError> {
         self.with_db(|db| {
             let mut tx = db.begin_write()?;
             tx.set_durability(Durability::None)?;
@@ -340,6 +354,11 @@ impl Journal {
                     rec.state = state;
                     let bytes = serde_json::to_vec(&rec).map_err(corrupt)?;
                     t.insert(seq, bytes.as_slice())?;
+                }
+                let mut c = tx.open_table(CURSORS)?;
+                for (name, cur) in cursors {
+                    let bytes = serde_json::to_vec(cur).map_err(corrupt)?;
+                    c.insert((seq, name.as_str()), bytes.as_slice())?;
                 }
             }
             tx.commit()?;
