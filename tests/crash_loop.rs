@@ -273,6 +273,9 @@ async fn crash_loop(rounds: usize, up_ms: (u64, u64)) {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(2..30))).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        // The receiver counts a request after holding it 25 ms: let the
+        // requests that arrived before the kill be counted.
+        tokio::time::sleep(Duration::from_millis(RECEIVER_DELAY_MS * 4)).await;
         let at_kill = seen.by_key.lock().clone();
         submitter.abort();
         let _ = submitter.await;
