@@ -14,8 +14,8 @@
 //!   interval. Stated as a bound the test can check from outside: a delivery
 //!   is repeated only if it happened less than 500 ms before a kill (the
 //!   10 ms `cursor_commit_ms` plus the cursor commit's own fsync and the
-//!   daemon's scheduling; on this shared, loaded 2-core machine with other
-//!   builds writing the same disk, 300 ms proved too tight once), and then at most once per
+//!   daemon's scheduling on a shared, loaded 2-core machine, with room to
+//!   spare), and then at most once per
 //!   such kill. So per recipient (alert × partner): repeats ≤ kills that hit
 //!   it inside that window; per alert and kill: repeats ≤ its deliveries in
 //!   the window. With `batch_size` 2 × `max_in_flight_batches` 2 and the
