@@ -37,11 +37,12 @@ pub enum RejectCode {
     ReferenceUnknown,
     RateLimited,
     Internal,
+    StoreUnavailable,
 }
 
 impl RejectCode {
     /// Every code, in README order.
-    pub const ALL: [RejectCode; 30] = [
+    pub const ALL: [RejectCode; 31] = [
         Self::EnvelopeTooLarge,
         Self::EnvelopeMalformed,
         Self::SignatureInvalid,
@@ -72,6 +73,7 @@ impl RejectCode {
         Self::ReferenceUnknown,
         Self::RateLimited,
         Self::Internal,
+        Self::StoreUnavailable,
     ];
 
     /// The stable snake_case wire code.
@@ -107,6 +109,7 @@ impl RejectCode {
             Self::ReferenceUnknown => "reference_unknown",
             Self::RateLimited => "rate_limited",
             Self::Internal => "internal_error",
+            Self::StoreUnavailable => "store_unavailable",
         }
     }
 
@@ -154,6 +157,9 @@ impl RejectCode {
             }
             Self::RateLimited => "the authority exceeded its submission rate",
             Self::Internal => "the daemon failed to journal the alert; nothing was accepted",
+            Self::StoreUnavailable => {
+                "the journal's storage failed (disk full, read-only, I/O error); nothing was accepted, resend later"
+            }
         }
     }
 }

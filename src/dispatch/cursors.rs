@@ -47,6 +47,17 @@ impl CursorBoard {
         }
     }
 
+    /// The cursors of alert `seq` still waiting for a commit, by journal
+    /// name (they stay dirty: the next flush writes them as well).
+    pub fn pending_for(&self, seq: u64) -> Vec<(String, CursorRecord)> {
+        self.dirty
+            .lock()
+            .iter()
+            .filter(|((s, _, _), _)| *s == seq)
+            .map(|((_, c, stage), r)| (cursor_name(c, *stage), r.clone()))
+            .collect()
+    }
+
     /// Commit everything dirty now.
     pub fn flush(&self, journal: &Journal) {
         let items: Vec<_> = self.dirty.lock().drain().collect();

@@ -278,7 +278,11 @@ impl Dispatcher {
             if let Some(state) = state {
                 let j = inner2.journal.clone();
                 let seq = content.seq;
-                let _ = tokio::task::spawn_blocking(move || j.set_state(seq, state)).await;
+                // The final cursors ride in the same transaction as the state
+                // (tests/crash_loop.rs found a "completed" alert whose done
+                // cursor had not reached the disk before a kill).
+                let cursors = inner2.board.pending_for(seq);
+                let _ = tokio::task::spawn_blocking(move || j.finish(seq, state, &cursors)).await;
             }
         });
         ap_out

@@ -90,10 +90,8 @@ impl Pipeline {
     async fn submit_inner(&self, bytes: &[u8], t0: Instant) -> Result<Receipt, Rejection> {
         let v = self.verifier.verify(bytes, Utc::now())?;
         let accepted_at = Utc::now();
-        let prior = widening::prior_expansion(&self.journal, &v.alert).map_err(|e| {
-            tracing::error!(error = %e, "journal read failed");
-            Rejection::new(RejectCode::Internal, "the journal could not be read")
-        })?;
+        let prior = widening::prior_expansion(&self.journal, &v.alert)
+            .map_err(|e| journal_rejection(&e, "the journal could not be read"))?;
         let expansion = widening::expansion_for(
             &self.verifier,
             &v.authority,
@@ -134,13 +132,11 @@ impl Pipeline {
             targeted,
             expansion,
         };
-        let outcome = self.committer.commit(new).await.map_err(|e| {
-            tracing::error!(error = %e, "journal commit failed");
-            Rejection::new(
-                RejectCode::Internal,
-                "the journal could not store the alert",
-            )
-        })?;
+        let outcome = self
+            .committer
+            .commit(new)
+            .await
+            .map_err(|e| journal_rejection(&e, "the journal could not store the alert"))?;
         match outcome {
             CommitOutcome::Accepted(rec) => {
                 self.metrics.alert_result("accepted");
@@ -230,6 +226,21 @@ impl Pipeline {
             n += 1;
         }
         Ok(n)
+    }
+}
+
+/// The rejection for a journal failure: `store_unavailable` when the storage
+/// said no (disk full, read-only, I/O error: resend later), else
+/// `internal_error`. Either way nothing was accepted.
+fn journal_rejection(e: &JournalError, what: &str) -> Rejection {
+    tracing::error!(error = %e, "{what}");
+    if e.is_unavailable() {
+        Rejection::new(
+            RejectCode::StoreUnavailable,
+            format!("{what}: its storage is unavailable (disk full or read-only); resend later"),
+        )
+    } else {
+        Rejection::new(RejectCode::Internal, what.to_string())
     }
 }
 

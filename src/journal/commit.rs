@@ -47,7 +47,18 @@ pub enum CommitOutcome {
     Rejected(Rejection),
 }
 
-type Request = (NewAlert, oneshot::Sender<Result<CommitOutcome, String>>);
+/// Why a group failed, as each caller of the group gets it.
+#[derive(Debug, Clone)]
+struct GroupFailure {
+    /// A storage fault (disk full, I/O): "store unavailable", try later.
+    unavailable: bool,
+    message: String,
+}
+
+type Request = (
+    NewAlert,
+    oneshot::Sender<Result<CommitOutcome, GroupFailure>>,
+);
 
 /// Handle to the group-commit thread.
 #[derive(Clone)]
@@ -85,8 +96,12 @@ impl GroupCommitter {
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "journal commit failed");
+                            let failure = GroupFailure {
+                                unavailable: e.is_unavailable(),
+                                message: e.to_string(),
+                            };
                             for (_, reply) in batch.drain(..) {
-                                let _ = reply.send(Err(e.to_string()));
+                                let _ = reply.send(Err(failure.clone()));
                             }
                         }
                     }
@@ -97,7 +112,8 @@ impl GroupCommitter {
         Self { tx }
     }
 
-    /// Journal one alert; resolves once it is durable (or refused).
+    /// Journal one alert; resolves once it is durable (or refused). A
+    /// storage fault is [`JournalError::Unavailable`].
     pub async fn commit(&self, alert: NewAlert) -> Result<CommitOutcome, JournalError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -106,6 +122,12 @@ impl GroupCommitter {
             .map_err(|_| JournalError::Corrupt("journal thread stopped".into()))?;
         rx.await
             .map_err(|_| JournalError::Corrupt("journal thread stopped".into()))?
-            .map_err(JournalError::Corrupt)
+            .map_err(|f| {
+                if f.unavailable {
+                    JournalError::Unavailable(f.message)
+                } else {
+                    JournalError::Corrupt(f.message)
+                }
+            })
     }
 }

@@ -2,9 +2,19 @@
 //! write that acknowledges something to the outside commits with
 //! `Durability::Immediate`; nothing here is async (callers use a blocking
 //! thread or `spawn_blocking`).
+//!
+//! Storage faults (a full disk, `EFBIG`, a read-only or vanished file) are
+//! [`JournalError::Unavailable`]. After one, redb refuses every later
+//! operation (`PreviousIo`) until the database is closed and opened again, so
+//! the journal drops its handle and reopens the file (redb repairs it from
+//! the last durable commit) on the next call: when space returns, the next
+//! submission commits without a restart.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
 
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -37,6 +47,26 @@ pub enum JournalError {
     Corrupt(String),
     #[error("journal: {0}")]
     Io(#[from] std::io::Error),
+    /// The storage failed (disk full, file too large, read-only, I/O error);
+    /// the journal reopens itself on a later call.
+    #[error("journal: store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl JournalError {
+    /// True for storage faults (nothing wrong with the data, the disk said
+    /// no): the caller may try again later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) | Self::Io(_) => true,
+            Self::Open { source, .. } => matches!(source, redb::DatabaseError::Storage(_)),
+            Self::Store(e) => matches!(
+                e,
+                redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+            ),
+            Self::Corrupt(_) => false,
+        }
+    }
 }
 
 macro_rules! from_redb {
@@ -56,9 +86,19 @@ from_redb!(
     redb::SetDurabilityError
 );
 
-/// The journal: a handle to one redb file.
+/// After a storage fault, at most one reopen attempt per this interval (a
+/// reopen reads the whole file to repair it).
+const REOPEN_EVERY: Duration = Duration::from_millis(50);
+
+/// The journal: a handle to one redb file, reopened after a storage fault.
 pub struct Journal {
-    db: Database,
+    path: PathBuf,
+    /// `None` after a storage fault until a reopen succeeds. Every accessor
+    /// holds the read lock for its whole transaction, so a reopen (write
+    /// lock) never races an open transaction.
+    db: RwLock<Option<Database>>,
+    /// When the last reopen was tried.
+    last_reopen: Mutex<Option<Instant>>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> JournalError {
@@ -84,135 +124,205 @@ impl Journal {
             tx.open_table(META)?;
         }
         tx.commit()?;
-        Ok(Self { db })
+        Ok(Self {
+            path,
+            db: RwLock::new(Some(db)),
+            last_reopen: Mutex::new(None),
+        })
+    }
+
+    /// Run `f` on the open database. A storage fault closes the handle; the
+    /// next call reopens the file (at most every [`REOPEN_EVERY`]).
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        if self.db.read().is_none() {
+            self.reopen()?;
+        }
+        let result = {
+            let guard = self.db.read();
+            match guard.as_ref() {
+                Some(db) => f(db),
+                None => Err(JournalError::Unavailable("journal closed".into())),
+            }
+        };
+        match result {
+            Err(e) if e.is_unavailable() => {
+                let mut w = self.db.write();
+                if w.take().is_some() {
+                    tracing::error!(error = %e, "journal storage failed; reopening on the next call");
+                }
+                Err(JournalError::Unavailable(e.to_string()))
+            }
+            r => r,
+        }
+    }
+
+    /// Open the file again after a storage fault (redb repairs it from the
+    /// last durable commit).
+    fn reopen(&self) -> Result<(), JournalError> {
+        let mut w = self.db.write();
+        if w.is_some() {
+            return Ok(());
+        }
+        {
+            let mut last = self.last_reopen.lock();
+            if last.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {
+                return Err(JournalError::Unavailable(
+                    "journal closed after a storage fault".into(),
+                ));
+            }
+            *last = Some(Instant::now());
+        }
+        match Database::create(&self.path) {
+            Ok(db) => {
+                tracing::warn!("journal reopened after a storage fault");
+                *w = Some(db);
+                Ok(())
+            }
+            Err(e) => Err(JournalError::Unavailable(format!("reopen: {e}"))),
+        }
     }
 
     /// Commit a group of new alerts in one durable transaction. Each gets an
     /// outcome; rejected ones (identifier reused, unknown reference) change
     /// nothing. A transaction error fails the whole group.
     pub fn commit_alerts(&self, batch: &[NewAlert]) -> Result<Vec<CommitOutcome>, JournalError> {
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(Durability::Immediate)?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        {
-            let mut alerts = tx.open_table(ALERTS)?;
-            let mut envs = tx.open_table(ENVELOPES)?;
-            let mut ids = tx.open_table(ALERT_IDS)?;
-            let mut meta = tx.open_table(META)?;
-            let mut next = meta.get("next_alert")?.map(|v| v.value()).unwrap_or(1);
-            for a in batch {
-                if let Some(seq) = ids.get(a.alert_id.as_str())?.map(|v| v.value()) {
-                    let rec = read_alert(&alerts, seq)?;
-                    if rec.digest == a.digest {
-                        outcomes.push(CommitOutcome::Duplicate(rec));
-                    } else {
+        self.with_db(|db| {
+            let mut tx = db.begin_write()?;
+            tx.set_durability(Durability::Immediate)?;
+            let mut outcomes = Vec::with_capacity(batch.len());
+            {
+                let mut alerts = tx.open_table(ALERTS)?;
+                let mut envs = tx.open_table(ENVELOPES)?;
+                let mut ids = tx.open_table(ALERT_IDS)?;
+                let mut meta = tx.open_table(META)?;
+                let mut next = meta.get("next_alert")?.map(|v| v.value()).unwrap_or(1);
+                for a in batch {
+                    if let Some(seq) = ids.get(a.alert_id.as_str())?.map(|v| v.value()) {
+                        let rec = read_alert(&alerts, seq)?;
+                        if rec.digest == a.digest {
+                            outcomes.push(CommitOutcome::Duplicate(rec));
+                        } else {
+                            outcomes.push(CommitOutcome::Rejected(Rejection::new(
+                                RejectCode::IdentifierReused,
+                                "this alert id was accepted before with different content",
+                            )));
+                        }
+                        continue;
+                    }
+                    let mut refs = Vec::with_capacity(a.references.len());
+                    let mut missing = None;
+                    for r in &a.references {
+                        match ids.get(r.as_str())?.map(|v| v.value()) {
+                            Some(s) => refs.push(s),
+                            None => missing = Some(r),
+                        }
+                    }
+                    if missing.is_some() {
                         outcomes.push(CommitOutcome::Rejected(Rejection::new(
-                            RejectCode::IdentifierReused,
-                            "this alert id was accepted before with different content",
+                            RejectCode::ReferenceUnknown,
+                            "a referenced alert was never accepted here",
                         )));
+                        continue;
                     }
-                    continue;
-                }
-                let mut refs = Vec::with_capacity(a.references.len());
-                let mut missing = None;
-                for r in &a.references {
-                    match ids.get(r.as_str())?.map(|v| v.value()) {
-                        Some(s) => refs.push(s),
-                        None => missing = Some(r),
+                    let seq = next;
+                    next += 1;
+                    let new_state = match a.msg_type {
+                        MsgType::Cancel => AlertState::Cancelled,
+                        _ => AlertState::Superseded,
+                    };
+                    for &r in &refs {
+                        let mut old = read_alert(&alerts, r)?;
+                        if old.state.is_live() || old.state == AlertState::Completed {
+                            old.state = new_state;
+                            old.replaced_by = Some(seq);
+                            let bytes = serde_json::to_vec(&old).map_err(corrupt)?;
+                            alerts.insert(r, bytes.as_slice())?;
+                        }
                     }
+                    let rec = AlertRecord {
+                        seq,
+                        receipt: a.receipt.clone(),
+                        alert_id: a.alert_id.clone(),
+                        authority: a.authority.clone(),
+                        digest: a.digest.clone(),
+                        state: AlertState::Active,
+                        accepted_at: a.accepted_at,
+                        expires: a.expires,
+                        msg_type: format!("{:?}", a.msg_type),
+                        status: a.status.clone(),
+                        references: refs,
+                        replaced_by: None,
+                        targeted: a.targeted.clone(),
+                        expansion: a.expansion.clone(),
+                    };
+                    let bytes = serde_json::to_vec(&rec).map_err(corrupt)?;
+                    alerts.insert(seq, bytes.as_slice())?;
+                    envs.insert(seq, &*a.envelope)?;
+                    ids.insert(a.alert_id.as_str(), seq)?;
+                    outcomes.push(CommitOutcome::Accepted(rec));
                 }
-                if missing.is_some() {
-                    outcomes.push(CommitOutcome::Rejected(Rejection::new(
-                        RejectCode::ReferenceUnknown,
-                        "a referenced alert was never accepted here",
-                    )));
-                    continue;
-                }
-                let seq = next;
-                next += 1;
-                let new_state = match a.msg_type {
-                    MsgType::Cancel => AlertState::Cancelled,
-                    _ => AlertState::Superseded,
-                };
-                for &r in &refs {
-                    let mut old = read_alert(&alerts, r)?;
-                    if old.state.is_live() || old.state == AlertState::Completed {
-                        old.state = new_state;
-                        old.replaced_by = Some(seq);
-                        let bytes = serde_json::to_vec(&old).map_err(corrupt)?;
-                        alerts.insert(r, bytes.as_slice())?;
-                    }
-                }
-                let rec = AlertRecord {
-                    seq,
-                    receipt: a.receipt.clone(),
-                    alert_id: a.alert_id.clone(),
-                    authority: a.authority.clone(),
-                    digest: a.digest.clone(),
-                    state: AlertState::Active,
-                    accepted_at: a.accepted_at,
-                    expires: a.expires,
-                    msg_type: format!("{:?}", a.msg_type),
-                    status: a.status.clone(),
-                    references: refs,
-                    replaced_by: None,
-                    targeted: a.targeted.clone(),
-                    expansion: a.expansion.clone(),
-                };
-                let bytes = serde_json::to_vec(&rec).map_err(corrupt)?;
-                alerts.insert(seq, bytes.as_slice())?;
-                envs.insert(seq, &*a.envelope)?;
-                ids.insert(a.alert_id.as_str(), seq)?;
-                outcomes.push(CommitOutcome::Accepted(rec));
+                meta.insert("next_alert", next)?;
             }
-            meta.insert("next_alert", next)?;
-        }
-        tx.commit()?;
-        Ok(outcomes)
+            tx.commit()?;
+            Ok(outcomes)
+        })
     }
 
     /// One alert record.
     pub fn alert(&self, seq: u64) -> Result<Option<AlertRecord>, JournalError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(ALERTS)?;
-        let v = t.get(seq)?;
-        v.map(|v| serde_json::from_slice(v.value()).map_err(corrupt))
-            .transpose()
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(ALERTS)?;
+            let v = t.get(seq)?;
+            v.map(|v| serde_json::from_slice(v.value()).map_err(corrupt))
+                .transpose()
+        })
     }
 
     /// The sequence number of an alert id (`sender,identifier,sent`).
     pub fn seq_of(&self, alert_id: &str) -> Result<Option<u64>, JournalError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(ALERT_IDS)?;
-        let v = t.get(alert_id)?;
-        Ok(v.map(|v| v.value()))
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(ALERT_IDS)?;
+            let v = t.get(alert_id)?;
+            Ok(v.map(|v| v.value()))
+        })
     }
 
     /// The envelope of an alert, as received.
     pub fn envelope(&self, seq: u64) -> Result<Option<Vec<u8>>, JournalError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(ENVELOPES)?;
-        let v = t.get(seq)?;
-        Ok(v.map(|v| v.value().to_vec()))
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(ENVELOPES)?;
+            let v = t.get(seq)?;
+            Ok(v.map(|v| v.value().to_vec()))
+        })
     }
 
     /// Every alert record, newest first, at most `limit`.
     pub fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>, JournalError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(ALERTS)?;
-        let mut out = Vec::new();
-        for item in t.iter()?.rev().take(limit) {
-            let (_, v) = item?;
-            out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(ALERTS)?;
+            let mut out = Vec::new();
+            for item in t.iter()?.rev().take(limit) {
+                let (_, v) = item?;
+                out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
+            }
+            Ok(out)
+        })
     }
 
     /// Number of alerts journaled.
     pub fn alert_count(&self) -> Result<u64, JournalError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(ALERTS)?;
-        Ok(t.len()?)
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(ALERTS)?;
+            Ok(t.len()?)
+        })
     }
 
     /// Set an alert's state. Not fsynced on its own: it becomes durable with
@@ -220,83 +330,112 @@ impl Journal {
     /// a crash is harmless: the alert resumes, finds its cursors done, and
     /// sets the state again. One fsync per alert here would halve ingest.
     pub fn set_state(&self, seq: u64, state: AlertState) -> Result<(), JournalError> {
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(Durability::None)?;
-        {
-            let mut t = tx.open_table(ALERTS)?;
-            let mut rec = read_alert(&t, seq)?;
-            if rec.state.is_live() {
-                rec.state = state;
-                let bytes = serde_json::to_vec(&rec).map_err(corrupt)?;
-                t.insert(seq, bytes.as_slice())?;
+        self.finish(seq, state, &[])
+    }
+
+    /// Set an alert's final state together with the job cursors not yet
+    /// committed (same transaction, not fsynced on its own). redb makes
+    /// commits durable in order, so no later durable commit can persist the
+    /// state without these cursors: a finished alert never reads "completed"
+    /// beside a cursor that is not done.
+    pub fn finish(
+        &self,
+        seq: u64,
+        state: AlertState,
+        cursors: &[(String, CursorRecord)],
+    ) -> Result<(), JournalError> {
+        self.with_db(|db| {
+            let mut tx = db.begin_write()?;
+            tx.set_durability(Durability::None)?;
+            {
+                let mut t = tx.open_table(ALERTS)?;
+                let mut rec = read_alert(&t, seq)?;
+                if rec.state.is_live() {
+                    rec.state = state;
+                    let bytes = serde_json::to_vec(&rec).map_err(corrupt)?;
+                    t.insert(seq, bytes.as_slice())?;
+                }
+                let mut c = tx.open_table(CURSORS)?;
+                for (name, cur) in cursors {
+                    let bytes = serde_json::to_vec(cur).map_err(corrupt)?;
+                    c.insert((seq, name.as_str()), bytes.as_slice())?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Commit a batch of cursors durably in one transaction.
     pub fn save_cursors(&self, items: &[(u64, &str, CursorRecord)]) -> Result<(), JournalError> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(Durability::Immediate)?;
-        {
-            let mut t = tx.open_table(CURSORS)?;
-            for (seq, ch, c) in items {
-                let bytes = serde_json::to_vec(c).map_err(corrupt)?;
-                t.insert((*seq, *ch), bytes.as_slice())?;
+        self.with_db(|db| {
+            if items.is_empty() {
+                return Ok(());
             }
-        }
-        tx.commit()?;
-        Ok(())
+            let mut tx = db.begin_write()?;
+            tx.set_durability(Durability::Immediate)?;
+            {
+                let mut t = tx.open_table(CURSORS)?;
+                for (seq, ch, c) in items {
+                    let bytes = serde_json::to_vec(c).map_err(corrupt)?;
+                    t.insert((*seq, *ch), bytes.as_slice())?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Every job cursor of an alert, by channel name.
     pub fn cursors(&self, seq: u64) -> Result<BTreeMap<String, CursorRecord>, JournalError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(CURSORS)?;
-        let mut out = BTreeMap::new();
-        for item in t.range((seq, "")..(seq + 1, ""))? {
-            let (k, v) = item?;
-            let (_, ch) = k.value();
-            out.insert(
-                ch.to_string(),
-                serde_json::from_slice(v.value()).map_err(corrupt)?,
-            );
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(CURSORS)?;
+            let mut out = BTreeMap::new();
+            for item in t.range((seq, "")..(seq + 1, ""))? {
+                let (k, v) = item?;
+                let (_, ch) = k.value();
+                out.insert(
+                    ch.to_string(),
+                    serde_json::from_slice(v.value()).map_err(corrupt)?,
+                );
+            }
+            Ok(out)
+        })
     }
 
     /// Start an all-or-nothing import: nothing is visible until `commit`,
     /// and dropping the import leaves the journal as it was.
     pub fn begin_import(&self) -> Result<SubscriberImport, JournalError> {
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(Durability::Immediate)?;
-        let next = {
-            let meta = tx.open_table(META)?;
-            let v = meta.get("next_subscriber")?.map(|v| v.value()).unwrap_or(0);
-            v
-        };
-        let next = u32::try_from(next).map_err(|_| corrupt("subscriber ids exhausted"))?;
-        Ok(SubscriberImport {
-            tx,
-            next,
-            buf: Vec::with_capacity(128),
+        self.with_db(|db| {
+            let mut tx = db.begin_write()?;
+            tx.set_durability(Durability::Immediate)?;
+            let next = {
+                let meta = tx.open_table(META)?;
+                let v = meta.get("next_subscriber")?.map(|v| v.value()).unwrap_or(0);
+                v
+            };
+            let next = u32::try_from(next).map_err(|_| corrupt("subscriber ids exhausted"))?;
+            Ok(SubscriberImport {
+                tx,
+                next,
+                buf: Vec::with_capacity(128),
+            })
         })
     }
 
     /// Remove one subscriber (a token or number the provider rejected).
     pub fn remove_subscriber(&self, id: u32) -> Result<(), JournalError> {
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(Durability::Immediate)?;
-        {
-            let mut t = tx.open_table(SUBSCRIBERS)?;
-            t.remove(id)?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.with_db(|db| {
+            let mut tx = db.begin_write()?;
+            tx.set_durability(Durability::Immediate)?;
+            {
+                let mut t = tx.open_table(SUBSCRIBERS)?;
+                t.remove(id)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Visit every stored subscriber in id order.
@@ -304,24 +443,28 @@ impl Journal {
         &self,
         mut f: impl FnMut(u32, SubscriberRecord),
     ) -> Result<u64, JournalError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(SUBSCRIBERS)?;
-        let mut n = 0;
-        for item in t.iter()? {
-            let (k, v) = item?;
-            let rec = SubscriberRecord::decode(v.value())
-                .ok_or_else(|| corrupt(format!("subscriber {}", k.value())))?;
-            f(k.value(), rec);
-            n += 1;
-        }
-        Ok(n)
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(SUBSCRIBERS)?;
+            let mut n = 0;
+            for item in t.iter()? {
+                let (k, v) = item?;
+                let rec = SubscriberRecord::decode(v.value())
+                    .ok_or_else(|| corrupt(format!("subscriber {}", k.value())))?;
+                f(k.value(), rec);
+                n += 1;
+            }
+            Ok(n)
+        })
     }
 
     /// Number of stored subscribers.
     pub fn subscriber_count(&self) -> Result<u64, JournalError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(SUBSCRIBERS)?;
-        Ok(t.len()?)
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(SUBSCRIBERS)?;
+            Ok(t.len()?)
+        })
     }
 }
 

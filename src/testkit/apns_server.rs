@@ -123,6 +123,9 @@ pub struct ApnsState {
     pub close_after: AtomicU64,
     /// Hold every answer this long.
     pub delay_ms: AtomicU64,
+    /// Freeze the connection of the next N requests: half-open, the socket
+    /// stays open but nothing more is read, answered or PING-acknowledged.
+    pub freeze_next: AtomicU32,
     /// Requests seen (every request, whatever its outcome).
     pub requests: AtomicU64,
     /// Requests answered 200.
@@ -148,6 +151,7 @@ impl ApnsState {
             expire_next: AtomicU32::new(0),
             close_after: AtomicU64::new(0),
             delay_ms: AtomicU64::new(0),
+            freeze_next: AtomicU32::new(0),
             requests: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             received: Mutex::new(Vec::new()),
@@ -304,6 +308,10 @@ async fn handle(st: &ApnsState, kill: &ConnKill, req: Request<Incoming>) -> Resp
     if serve::close_due(n, &st.close_after) {
         kill.fire();
         // Never answer: the connection task drops the socket.
+        return std::future::pending().await;
+    }
+    if take(&st.freeze_next) {
+        kill.freeze();
         return std::future::pending().await;
     }
     let delay = st.delay_ms.load(Ordering::Relaxed);

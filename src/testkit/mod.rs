@@ -13,6 +13,7 @@
 
 pub mod apns_request;
 pub mod apns_server;
+pub mod faults;
 pub mod fcm_message;
 pub mod fcm_server;
 pub mod h2client;

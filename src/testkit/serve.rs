@@ -19,14 +19,21 @@ use tokio_util::sync::CancellationToken;
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Fired by a request handler to drop its connection abruptly.
+/// Fired by a request handler to drop its connection abruptly, or to
+/// freeze it (half-open: the socket stays open, nothing is read or written).
 #[derive(Clone, Default)]
-pub(crate) struct ConnKill(Arc<Notify>);
+pub(crate) struct ConnKill(Arc<Notify>, Arc<Notify>);
 
 impl ConnKill {
     /// Drop the connection this handler's request arrived on.
     pub(crate) fn fire(&self) {
         self.0.notify_one();
+    }
+
+    /// Stop serving the connection without closing it, as a peer that
+    /// vanished without a FIN: no answers, no PING replies, until shutdown.
+    pub(crate) fn freeze(&self) {
+        self.1.notify_one();
     }
 }
 
@@ -93,12 +100,20 @@ where
                 };
                 let kill = ConnKill::default();
                 let killed = kill.0.clone();
+                let frozen = kill.1.clone();
+                let conn = drive(tls, kill);
+                tokio::pin!(conn);
                 tokio::select! {
-                    _ = drive(tls, kill) => {}
+                    _ = &mut conn => {}
                     _ = killed.notified() => {
                         if let Ok(s) = TcpStream::from_std(dup) {
                             let _ = s.set_zero_linger();
                         }
+                    }
+                    _ = frozen.notified() => {
+                        // Keep the connection (and its socket) alive but never
+                        // poll it again: half-open until the server stops.
+                        stop.cancelled().await;
                     }
                     _ = stop.cancelled() => {}
                 }

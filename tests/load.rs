@@ -1,0 +1,186 @@
+//! Load: 100 concurrent authority connections (QUIC) submit alerts at a
+//! paced 1,000 alerts/s in total while one large fan-out runs into the local
+//! APNs server. Reports receipt latency p50 / p99 / max and alerts/s.
+//!
+//! The goal (DESIGN §10) is receipt p99 ≤ 5 ms at 1,000 alerts/s. Here the
+//! load generator (100 QUIC clients signing every alert), the daemon, its
+//! fan-out and the APNs server with its TLS share two cores, and CI runs other
+//! builds beside them (load average 5 when the figures in
+//! `docs/notes/crash.md` were taken). So the assertion only catches receipts
+//! starved behind the fan-out: p99 ≤ 2 s and ≥ 200 alerts/s. The real figures
+//! are printed; speed targets live in benches (`cargo bench --bench ingest`).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::*;
+use tocsin::channel::SubscriberKind;
+use tocsin::daemon::{Daemon, Extras};
+use tocsin::ingest::Receipt;
+use tocsin::subscribers::{Audience, AudienceLoader};
+use tocsin::testkit::apns_server::{ApnsServer, ApnsServerOptions, DEFAULT_TOPIC};
+use tocsin::testkit::keys::ApnsTestKey;
+
+const CONNECTIONS: usize = 100;
+/// Total submissions per second, spread over the connections.
+const TARGET_RATE: f64 = 1000.0;
+const P99_BOUND: Duration = Duration::from_secs(2);
+const MIN_RATE: f64 = 200.0;
+
+fn audience(n: u32) -> Arc<Audience> {
+    let mut l = AudienceLoader::with_capacity(n as usize);
+    for i in 0..n {
+        let lat = 22.9 + f64::from(i % 1000) * 0.0004;
+        let lon = 113.1 + f64::from(i / 1000 % 1000) * 0.0004;
+        l.add(
+            i,
+            SubscriberKind::Apns,
+            &format!("{:064x}", 0xb000_0000u64 + u64::from(i)),
+            lat,
+            lon,
+            "zh-CN",
+        );
+    }
+    Arc::new(l.build())
+}
+
+/// An alert whose 1 km circle east of Shenzhen holds no subscriber: the
+/// load is ingest (verify, plan, journal, receipt), not more fan-out.
+fn small_alert(ident: &str) -> String {
+    alert_xml(ident).replace(
+        "<circle>23.1291,113.2644 100</circle>",
+        "<circle>22.30,114.90 1</circle>",
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+async fn load(secs: u64, fanout: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let k = ApnsTestKey::generate().unwrap();
+    let apns = ApnsServer::start(ApnsServerOptions::from_key(&k)).unwrap();
+    let mut s = settings(p, &[]);
+    std::fs::write(p.join("apns.p8"), &k.p8_pem).unwrap();
+    std::fs::write(p.join("apns-ca.pem"), apns.ca_pem()).unwrap();
+    s.authorities[0].rate_per_minute = 10_000_000;
+    s.dispatch.batch_size = 256;
+    s.dispatch.max_in_flight_batches = 8;
+    let a = &mut s.channels.apns;
+    a.enabled = true;
+    a.base_url = apns.base_url();
+    a.team_id = k.team_id.clone();
+    a.key_id = k.key_id.clone();
+    a.key_file = Some(p.join("apns.p8"));
+    a.topic = DEFAULT_TOPIC.into();
+    a.ca = Some(p.join("apns-ca.pem"));
+    a.rate_per_sec = 1_000_000.0;
+    let t_build = Instant::now();
+    let aud = audience(fanout);
+    println!(
+        "audience of {fanout} built in {:.1} s",
+        t_build.elapsed().as_secs_f64()
+    );
+    let daemon = Daemon::start(
+        s,
+        Extras {
+            channels: vec![],
+            audience: Some(aud),
+        },
+    )
+    .await
+    .unwrap();
+
+    // The large fan-out.
+    let big = submit(p, daemon.ingest_addr, &alert_xml("load-fanout")).await;
+    let Receipt::Accepted { targeted, .. } = big else {
+        panic!("{big:?}")
+    };
+    assert_eq!(targeted, u64::from(fanout));
+
+    // 100 connections, each paced to TARGET_RATE / CONNECTIONS.
+    let interval = Duration::from_secs_f64(CONNECTIONS as f64 / TARGET_RATE);
+    let t0 = Instant::now();
+    let end = t0 + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for conn in 0..CONNECTIONS {
+        let dir = p.to_path_buf();
+        let addr = daemon.ingest_addr;
+        tasks.push(tokio::spawn(async move {
+            let c = client(&dir, addr).await;
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut lat = Vec::new();
+            let mut i = 0;
+            while Instant::now() < end {
+                tick.tick().await;
+                let env = sign(&small_alert(&format!("load-{conn}-{i}")), "gz-1", &key(1));
+                let t = Instant::now();
+                let r = c.submit(&env).await.unwrap();
+                lat.push(t.elapsed());
+                assert!(matches!(r, Receipt::Accepted { .. }), "{r:?}");
+                i += 1;
+            }
+            c.close().await;
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let elapsed = t0.elapsed();
+    let fanout_during = apns.state().delivered();
+    lat.sort();
+    let rate = lat.len() as f64 / elapsed.as_secs_f64();
+    let (p50, p99, max) = (
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        *lat.last().unwrap(),
+    );
+
+    // The fan-out finishes too.
+    let st = apns.state();
+    assert!(
+        wait_for(300, || st.delivered() >= u64::from(fanout)).await,
+        "the fan-out delivered only {} of {fanout}",
+        st.delivered()
+    );
+    let fanout_total = t0.elapsed();
+    println!(
+        "load: {CONNECTIONS} connections, {} alerts accepted in {:.1} s = {rate:.0} alerts/s \
+         (paced at {TARGET_RATE:.0}/s); receipt p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
+         fan-out of {fanout}: {fanout_during} delivered during the load, all {fanout} after {:.1} s",
+        lat.len(),
+        elapsed.as_secs_f64(),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+        fanout_total.as_secs_f64(),
+    );
+    assert!(
+        p99 <= P99_BOUND,
+        "receipt p99 {p99:?} above {P99_BOUND:?} (goal 5 ms)"
+    );
+    assert!(rate >= MIN_RATE, "{rate:.0} alerts/s");
+    daemon.shutdown().await;
+}
+
+/// CI: 10 s, 100 k push recipients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_authorities_under_fanout_short() {
+    load(10, 100_000).await;
+}
+
+/// The long run: 60 s, 1 M push recipients
+/// (`cargo test --release --test load -- --ignored`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn hundred_authorities_under_fanout_long() {
+    load(60, 1_000_000).await;
+}
