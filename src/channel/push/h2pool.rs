@@ -3,8 +3,8 @@
 //! required). Each connection multiplexes up to the server's
 //! `SETTINGS_MAX_CONCURRENT_STREAMS` requests; beyond that hyper queues the
 //! request until a stream frees. Requests go round-robin over healthy
-//! connections; a dead one (closed, failed, GOAWAY, failed keep-alive ping)
-//! is replaced lazily — in the background while others are healthy, in the
+//! connections; a dead one (closed, failed, GOAWAY, failed keep-alive ping,
+//! or two requests in a row unanswered within the request timeout) is replaced lazily — in the background while others are healthy, in the
 //! caller when none is — with exponential reconnect backoff, so an outage
 //! costs one connect attempt per slot per backoff step, not one per request.
 //! `tocsin_push_connections{channel}` counts open connections. The pool
@@ -42,6 +42,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// HTTP/2 PING interval and timeout: finds connections that died silently.
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests in a row that ran out their time on one connection before it is
+/// retired: a half-open connection (the peer gone without FIN or RST, or a
+/// middlebox dropping everything) answers nothing, and the keep-alive ping
+/// would find it only after up to `PING_INTERVAL + PING_TIMEOUT`.
+const MAX_TIMEOUTS_IN_A_ROW: u32 = 2;
 /// Platform CA bundles, tried in order after `SSL_CERT_FILE`.
 const SYSTEM_BUNDLES: [&str; 4] = [
     "/etc/ssl/certs/ca-certificates.crt",
@@ -107,6 +112,8 @@ struct SlotState {
     conn: Option<(u64, SendRequest<Full<Bytes>>)>,
     generation: u64,
     failures: u32,
+    /// Requests on the current connection that timed out since the last answer.
+    timeouts: u32,
     next_try: Option<Instant>,
     last_error: String,
 }
@@ -228,8 +235,20 @@ impl H2Pool {
     pub async fn send_untimed(&self, req: Request<Full<Bytes>>) -> Result<H2Response, PushError> {
         let inner = &self.inner;
         let (slot, generation, mut sr) = inner.checkout().await?;
-        let resp = match sr.send_request(req).await {
-            Ok(r) => r,
+        let mut flight = InFlight {
+            inner,
+            slot,
+            generation,
+            started: Instant::now(),
+            settled: false,
+        };
+        let sent = sr.send_request(req).await;
+        flight.settled = true;
+        let resp = match sent {
+            Ok(r) => {
+                inner.answered(slot, generation);
+                r
+            }
             Err(e) => {
                 // Stream refused, connection reset or GOAWAY: whatever it
                 // was, stop handing out this connection.
@@ -268,6 +287,26 @@ impl H2Pool {
             .iter()
             .filter(|s| s.state.lock().conn.is_some())
             .count()
+    }
+}
+
+/// A request between checkout and the response head. Dropped unanswered
+/// after at least half the request timeout (the caller's deadline passed),
+/// it counts as a timeout against its connection; dropped sooner (the
+/// batch was cancelled) it counts for nothing.
+struct InFlight<'a> {
+    inner: &'a Inner,
+    slot: usize,
+    generation: u64,
+    started: Instant,
+    settled: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.settled && self.started.elapsed() >= self.inner.request_timeout / 2 {
+            self.inner.timed_out(self.slot, self.generation);
+        }
     }
 }
 
@@ -344,6 +383,7 @@ impl Inner {
         match result {
             Ok(sr) => {
                 st.generation += 1;
+                st.timeouts = 0;
                 st.failures = 0;
                 st.next_try = None;
                 st.conn = Some((st.generation, sr.clone()));
@@ -362,6 +402,28 @@ impl Inner {
     }
 
     /// Stop handing out connection `generation` of slot `i` (if still current).
+    /// The connection answered: its run of timeouts ends.
+    fn answered(&self, i: usize, generation: u64) {
+        let mut st = self.slots[i].state.lock();
+        if st.generation == generation {
+            st.timeouts = 0;
+        }
+    }
+
+    /// A request on the connection ran out its time; retire the connection
+    /// after `MAX_TIMEOUTS_IN_A_ROW`.
+    fn timed_out(&self, i: usize, generation: u64) {
+        let mut st = self.slots[i].state.lock();
+        if st.generation != generation || st.conn.is_none() {
+            return;
+        }
+        st.timeouts += 1;
+        if st.timeouts >= MAX_TIMEOUTS_IN_A_ROW {
+            st.conn = None;
+            tracing::debug!(origin = %self.origin, "push connection retired after requests timed out");
+        }
+    }
+
     fn forget(&self, i: usize, generation: u64) {
         let mut st = self.slots[i].state.lock();
         if st.conn.as_ref().is_some_and(|(g, _)| *g == generation) {
