@@ -149,8 +149,14 @@ fuzz_target!(|input: Input| {
     }
     let area = region.approx_area_km2();
     assert!(!area.is_nan(), "area of a valid region is a number");
-    let jurisdiction = Region::circle(Point { lat: 23.1291, lon: 113.2644 }, 400.0)
-        .expect("a fixed valid circle");
+    let jurisdiction = Region::circle(
+        Point {
+            lat: 23.1291,
+            lon: 113.2644,
+        },
+        400.0,
+    )
+    .expect("a fixed valid circle");
     let _ = region.is_within(&jurisdiction);
     let _ = region.is_within(&region);
     let _ = region.intersects(&jurisdiction);
