@@ -27,7 +27,7 @@ use tocsin::ingest::protocol::MAX_RECEIPT_BYTES;
 use tocsin::ingest::Receipt;
 
 /// The server's per-stream read timeout in this test.
-const READ_TIMEOUT_MS: u64 = 1_200;
+const READ_TIMEOUT_MS: u64 = 3_000;
 /// `ingest.max_envelope_bytes` in this test (room for "thousands of geocodes").
 const MAX_ENVELOPE: usize = 256 * 1024;
 /// What a row expects when the server drops the stream without a receipt.
