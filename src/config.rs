@@ -706,6 +706,13 @@ pub enum LabelTransportKind {
     Https,
 }
 
+/// Lowest channel rate accepted (one message every 1000 s).
+pub const MIN_RATE_PER_SEC: f64 = 0.001;
+/// Longest replay window or clock skew accepted: 30 days.
+pub const MAX_WINDOW_SECS: i64 = 30 * 24 * 3600;
+/// Longest `max_expires_hours` accepted: a year.
+pub const MAX_EXPIRES_HOURS: i64 = 366 * 24;
+
 /// Errors loading settings.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -760,6 +767,66 @@ impl Settings {
             || self.channels.feed.concurrency == 0
         {
             return bad("channels.feed.rate_per_sec and concurrency must be > 0".into());
+        }
+        // A NaN, infinite, negative or vanishing rate would stall a channel or
+        // overflow its token bucket's wait; refuse it by name.
+        let c = &self.channels;
+        let mut rates = vec![
+            (
+                "channels.feed.rate_per_sec".to_string(),
+                c.feed.rate_per_sec,
+            ),
+            ("channels.apns.rate_per_sec".into(), c.apns.rate_per_sec),
+            ("channels.fcm.rate_per_sec".into(), c.fcm.rate_per_sec),
+            ("channels.sms.rate_per_sec".into(), c.sms.rate_per_sec),
+            (
+                "channels.sms.http.rate_per_sec".into(),
+                c.sms.http.rate_per_sec,
+            ),
+            ("channels.email.rate_per_sec".into(), c.email.rate_per_sec),
+            ("channels.label.rate_per_sec".into(), c.label.rate_per_sec),
+        ];
+        for (i, smsc) in c.sms.smsc.iter().enumerate() {
+            rates.push((
+                format!("channels.sms.smsc[{i}].rate_per_sec"),
+                smsc.rate_per_sec,
+            ));
+        }
+        for (name, rate) in rates {
+            if !(rate.is_finite() && rate >= MIN_RATE_PER_SEC) {
+                return bad(format!(
+                    "{name} must be a finite number of at least {MIN_RATE_PER_SEC}, not {rate}"
+                ));
+            }
+        }
+        // chrono panics on durations past ±i64::MAX ms; keep the windows sane.
+        let p = &self.policy;
+        if !(0..=MAX_WINDOW_SECS).contains(&p.replay_window_secs)
+            || !(0..=MAX_WINDOW_SECS).contains(&p.future_skew_secs)
+        {
+            return bad(format!(
+                "policy.replay_window_secs and future_skew_secs must be within 0..={MAX_WINDOW_SECS}"
+            ));
+        }
+        for st in &self.standards {
+            if st
+                .max_expires_hours
+                .is_some_and(|h| !(1..=MAX_EXPIRES_HOURS).contains(&h))
+            {
+                return bad(format!(
+                    "standard {:?}: max_expires_hours must be within 1..={MAX_EXPIRES_HOURS}",
+                    st.event_code
+                ));
+            }
+        }
+        for a in &self.authorities {
+            // NaN would compare false and silently lift the co-signature rule.
+            if a.max_area_km2.is_some_and(|m| !(m.is_finite() && m > 0.0)) {
+                return bad(format!(
+                    "authority {:?}: max_area_km2 must be a finite number > 0",
+                    a.id
+                ));
+            }
         }
         let sms = &self.channels.sms;
         if sms.enabled {
@@ -875,6 +942,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("clock_speed"), "{e}");
+    }
+
+    #[test]
+    fn hostile_numbers_are_refused_by_name() {
+        for (toml, needle) in [
+            (
+                "[channels.apns]\nrate_per_sec = nan\n",
+                "channels.apns.rate_per_sec",
+            ),
+            (
+                "[channels.label]\nrate_per_sec = -1.0\n",
+                "channels.label.rate_per_sec",
+            ),
+            (
+                "[channels.email]\nrate_per_sec = inf\n",
+                "channels.email.rate_per_sec",
+            ),
+            (
+                "[channels.fcm]\nrate_per_sec = 1e-300\n",
+                "channels.fcm.rate_per_sec",
+            ),
+            (
+                "[policy]\nreplay_window_secs = 9223372036854775807\n",
+                "replay_window_secs",
+            ),
+            ("[policy]\nfuture_skew_secs = -5\n", "future_skew_secs"),
+            (
+                "[[standards]]\nevent_code = \"CAE\"\nmax_expires_hours = 9223372036854775807\n",
+                "max_expires_hours",
+            ),
+        ] {
+            let e = Settings::from_toml(toml).unwrap_err().to_string();
+            assert!(e.contains(needle), "{toml}: {e}");
+        }
     }
 
     #[test]

@@ -246,6 +246,19 @@ mod tests {
     }
 
     #[test]
+    fn guangdong_covers_the_leizhou_peninsula() {
+        // The shipped ring once crossed itself there, so even-odd left
+        // Zhanjiang (7 million people) outside its own province.
+        use crate::target::Region;
+        let t = GeocodeTable::embedded();
+        let e = t.resolve(&vp("CN-GB2260", "440000")).unwrap();
+        let r = Region::from_polygons(&e.polygons).unwrap();
+        for (lat, lon) in [(21.27, 110.36), (20.9, 110.1), (21.45, 110.3)] {
+            assert!(r.contains(Point { lat, lon }), "({lat}, {lon})");
+        }
+    }
+
+    #[test]
     fn bad_tables_are_refused() {
         let dup = r#"
             [[geocode]]

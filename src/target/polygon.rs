@@ -65,6 +65,8 @@ pub(crate) fn validate_ring(points: &[Point]) -> Result<Vec<(f64, f64)>, String>
         }
         v.push((p.lat, p.lon));
     }
+    // A repeated point adds a zero-length edge and nothing else.
+    v.dedup();
     // Close the ring if the writer did not (CAP requires it; we are lenient).
     if let (Some(&first), Some(&last)) = (v.first(), v.last()) {
         if first != last {
@@ -90,7 +92,59 @@ pub(crate) fn validate_ring(points: &[Point]) -> Result<Vec<(f64, f64)>, String>
     if twice_area.abs() < 1e-12 {
         return Err("ring has zero area".to_string());
     }
+    if let Some((i, j)) = self_intersection(&v) {
+        return Err(format!(
+            "ring is not simple: edges {i} and {j} cross or touch (a self-intersecting \
+             polygon has no agreed inside, and its shoelace area understates what it covers)"
+        ));
+    }
     Ok(v)
+}
+
+/// The first pair of edges (by start vertex) of the closed ring `v` that
+/// meet anywhere but at the vertex two neighbours share, or `None` when the
+/// ring is simple. A sweep over longitude with an active list: every pair of
+/// edges whose boxes overlap is tested, so it is O(n log n) for ordinary
+/// shapes and O(n²) at worst (n ≤ `CapLimits::max_polygon_vertices`).
+fn self_intersection(v: &[(f64, f64)]) -> Option<(usize, usize)> {
+    let n = v.len().saturating_sub(1);
+    let lon_span = |i: usize| (v[i].1.min(v[i + 1].1), v[i].1.max(v[i + 1].1));
+    let lat_span = |i: usize| (v[i].0.min(v[i + 1].0), v[i].0.max(v[i + 1].0));
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| lon_span(a).0.total_cmp(&lon_span(b).0));
+    let mut active: Vec<usize> = Vec::new();
+    for &e in &order {
+        let (lon0, _) = lon_span(e);
+        active.retain(|&a| lon_span(a).1 >= lon0);
+        let (la0, la1) = lat_span(e);
+        for &a in &active {
+            let (b0, b1) = lat_span(a);
+            if b1 < la0 || la1 < b0 {
+                continue;
+            }
+            let (i, j) = (a.min(e), a.max(e));
+            let meet = if j == i + 1 {
+                doubles_back(v[i], v[j], v[j + 1])
+            } else if i == 0 && j == n - 1 {
+                doubles_back(v[j], v[0], v[1])
+            } else {
+                segments_intersect(v[i], v[i + 1], v[j], v[j + 1])
+            };
+            if meet {
+                return Some((i, j));
+            }
+        }
+        active.push(e);
+    }
+    None
+}
+
+/// Neighbouring edges a–b and b–c overlap beyond `b` only when they are
+/// collinear and c turns back towards a (a spike of zero width).
+fn doubles_back(a: (f64, f64), b: (f64, f64), c: (f64, f64)) -> bool {
+    let cross = (a.1 - b.1) * (c.0 - b.0) - (a.0 - b.0) * (c.1 - b.1);
+    let dot = (a.1 - b.1) * (c.1 - b.1) + (a.0 - b.0) * (c.0 - b.0);
+    cross == 0.0 && dot > 0.0
 }
 
 impl Ring {
@@ -354,5 +408,60 @@ mod tests {
         );
         // Unclosed rings are closed for the writer.
         assert!(Ring::compile(&pts(&[(0.0, 0.0), (0.0, 1.0), (1.0, 1.0)])).is_ok());
+    }
+
+    #[test]
+    fn self_intersecting_rings_are_refused() {
+        // A bow-tie whose lobes differ: its shoelace area (lobes cancel) is a
+        // fraction of what even-odd targets, so it slipped under max_area_km2.
+        let bowtie = [(0.0, 0.0), (0.0, 3.0), (1.0, 0.0), (1.0, 1.0), (0.0, 0.0)];
+        let e = Ring::compile(&pts(&bowtie)).unwrap_err();
+        assert!(e.contains("not simple"), "{e}");
+        // A ring that touches itself at a vertex (pinched).
+        let pinched = [
+            (0.0, 0.0),
+            (0.0, 2.0),
+            (1.0, 1.0),
+            (2.0, 2.0),
+            (2.0, 0.0),
+            (1.0, 1.0),
+            (0.0, 0.0),
+        ];
+        assert!(Ring::compile(&pts(&pinched)).is_err());
+        // A zero-width spike going back along its own edge.
+        let spike = [
+            (0.0, 0.0),
+            (0.0, 2.0),
+            (0.0, 3.0),
+            (0.0, 2.5),
+            (1.0, 1.0),
+            (0.0, 0.0),
+        ];
+        assert!(Ring::compile(&pts(&spike)).is_err());
+        // Simple rings, repeated points and the closing edge stay fine.
+        let square = [
+            (0.0, 0.0),
+            (0.0, 1.0),
+            (0.0, 1.0),
+            (1.0, 1.0),
+            (1.0, 0.0),
+            (0.0, 0.0),
+        ];
+        assert!(Ring::compile(&pts(&square)).is_ok());
+        let notch = [
+            (0.0, 0.0),
+            (0.0, 2.0),
+            (1.0, 1.0),
+            (2.0, 2.0),
+            (2.0, 0.0),
+            (0.0, 0.0),
+        ];
+        assert!(Ring::compile(&pts(&notch)).is_ok());
+    }
+
+    #[test]
+    fn shipped_geocodes_are_simple() {
+        let t = crate::target::GeocodeTable::embedded();
+        assert!(!t.is_empty());
     }
 }
