@@ -6,7 +6,7 @@
 //! load generator (100 QUIC clients signing every alert), the daemon, its
 //! fan-out and the APNs server with its TLS share two cores, and CI runs other
 //! builds beside them (load average 5 when the figures in
-//! `docs/notes/crash.md` were taken). So the assertion only catches receipts
+//! `docs/reliability/crash.md` were taken). So the assertion only catches receipts
 //! starved behind the fan-out: p99 ≤ 2 s and ≥ 200 alerts/s. The real figures
 //! are printed; speed targets live in benches (`cargo bench --bench ingest`).
 
