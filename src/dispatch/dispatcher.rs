@@ -61,6 +61,9 @@ struct Inner {
     progress: Mutex<BTreeMap<u64, Arc<AlertProgress>>>,
     cancels: Mutex<HashMap<u64, CancellationToken>>,
     tasks: TaskTracker,
+    /// The runtime jobs run on (the one the dispatcher was built on), so an
+    /// alert started from the ingest runtime fans out here, not there.
+    runtime: tokio::runtime::Handle,
     stop: CancellationToken,
 }
 
@@ -127,6 +130,7 @@ impl Dispatcher {
                 progress: Mutex::new(BTreeMap::new()),
                 cancels: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
+                runtime: tokio::runtime::Handle::current(),
                 stop,
             }),
         }
@@ -232,7 +236,7 @@ impl Dispatcher {
         let this = self.clone();
         let cursors = cursors.clone();
         let ap_out = ap.clone();
-        inner.tasks.spawn(async move {
+        inner.tasks.spawn_on(async move {
             let mut expired = false;
             if let Some(w) = widening {
                 for stage in 1..w.expansion.stages() {
@@ -284,7 +288,7 @@ impl Dispatcher {
                 let cursors = inner2.board.pending_for(seq);
                 let _ = tokio::task::spawn_blocking(move || j.finish(seq, state, &cursors)).await;
             }
-        });
+        }, &inner.runtime);
         ap_out
     }
 
@@ -355,7 +359,7 @@ impl Dispatcher {
                 ap: ap.clone(),
                 cancel: cancel.clone(),
             };
-            handles.push(inner.tasks.spawn(job.run(cursor)));
+            handles.push(inner.tasks.spawn_on(job.run(cursor), &inner.runtime));
         }
         handles
     }
