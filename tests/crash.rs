@@ -5,7 +5,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -14,52 +13,15 @@ use tocsin::ingest::Receipt;
 
 const PARTNERS: usize = 40;
 
-fn free_port_udp() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_port_tcp() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tocsin"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("TOCSIN_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start tocsin serve")
-}
-
-async fn ready(admin: SocketAddr) {
-    let url = format!("http://{admin}/readyz");
-    for _ in 0..300 {
-        if let Ok(r) = reqwest::get(&url).await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("daemon did not become ready");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_mid_fanout_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (addr, seen) = partner("k9").await;
     seen.delay_ms.store(40, Ordering::Relaxed);
-    let (ingest, admin) = (free_port_udp(), free_port_tcp());
+    let (ingest, admin) = (
+        support::process::free_udp_port(),
+        support::peers::free_port(),
+    );
     let mut cfg = format!(
         r#"
 [node]
@@ -101,8 +63,8 @@ public_key = "{k1}"
     let admin_addr: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
     let ingest_addr: SocketAddr = format!("127.0.0.1:{ingest}").parse().unwrap();
 
-    let mut child = spawn(&cfg_path);
-    ready(admin_addr).await;
+    let mut child = support::process::spawn_serve(&cfg_path);
+    support::process::wait_ready(admin_addr, Some(&mut child), "start").await;
     let c = client(dir.path(), ingest_addr).await;
     let r = c
         .submit(&sign(&alert_xml("k9-1"), "gz-1", &key(1)))
@@ -122,8 +84,8 @@ public_key = "{k1}"
         "killed too late to prove anything ({before})"
     );
 
-    let mut child = spawn(&cfg_path);
-    ready(admin_addr).await;
+    let mut child = support::process::spawn_serve(&cfg_path);
+    support::process::wait_ready(admin_addr, Some(&mut child), "start").await;
     assert!(
         wait_for(30, || seen.distinct() == PARTNERS).await,
         "after restart only {} of {PARTNERS} partners were reached",

@@ -28,7 +28,7 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,46 +53,6 @@ const WINDOW: u32 = (2 * BATCH_SIZE * MAX_IN_FLIGHT_BATCHES) as u32;
 const SETTLED_MS: u64 = 500;
 /// Concurrent submissions fired just before each kill.
 const BURST: usize = 8;
-
-fn free_port_udp() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tocsin"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("TOCSIN_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start tocsin serve")
-}
-
-/// Wait for `/readyz`; panics (naming the round) if the daemon exits or
-/// does not get ready in 20 s.
-async fn ready(child: &mut Child, admin: SocketAddr, round: usize) -> Duration {
-    let t0 = Instant::now();
-    let url = format!("http://{admin}/readyz");
-    while t0.elapsed() < Duration::from_secs(20) {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "round {round}: the daemon exited at start ({status}): the journal did not open"
-            );
-        }
-        if let Ok(r) = reqwest::get(&url).await {
-            if r.status().is_success() {
-                return t0.elapsed();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("round {round}: the daemon did not become ready within 20 s");
-}
 
 fn config(dir: &std::path::Path, ingest: u16, admin: u16, partner: SocketAddr) -> String {
     let mut cfg = format!(
@@ -190,7 +150,7 @@ async fn crash_loop(rounds: usize, up_ms: (u64, u64)) {
     let dir = tempfile::tempdir().unwrap();
     let (addr, seen) = partner("k9").await;
     seen.delay_ms.store(RECEIVER_DELAY_MS, Ordering::Relaxed);
-    let (ingest, admin) = (free_port_udp(), free_port());
+    let (ingest, admin) = (support::process::free_udp_port(), free_port());
     let cfg_path = dir.path().join("tocsin.toml");
     std::fs::write(&cfg_path, config(dir.path(), ingest, admin, addr)).unwrap();
     let admin_addr: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
@@ -203,8 +163,11 @@ async fn crash_loop(rounds: usize, up_ms: (u64, u64)) {
     let mut ready_max = Duration::ZERO;
     let t_start = Instant::now();
     for round in 0..rounds {
-        let mut child = spawn(&cfg_path);
-        ready_max = ready_max.max(ready(&mut child, admin_addr, round).await);
+        let mut child = support::process::spawn_serve(&cfg_path);
+        let took =
+            support::process::wait_ready(admin_addr, Some(&mut child), &format!("round {round}"))
+                .await;
+        ready_max = ready_max.max(took);
         let gap = (rng.gen_range(20..80), rng.gen_range(80..160));
         let submitter = {
             let ledger = ledger.clone();
@@ -299,8 +262,8 @@ async fn crash_loop(rounds: usize, up_ms: (u64, u64)) {
     );
 
     // Final start: everything accepted finishes.
-    let mut child = spawn(&cfg_path);
-    ready(&mut child, admin_addr, rounds).await;
+    let mut child = support::process::spawn_serve(&cfg_path);
+    support::process::wait_ready(admin_addr, Some(&mut child), &format!("round {rounds}")).await;
     let accepted: Vec<String> = ledger.lock().accepted.keys().cloned().collect();
     let all_done = wait_for(120, || {
         let k = seen.by_key.lock();

@@ -23,14 +23,6 @@ use support::peers::{debian_exe, free_port};
 use support::*;
 use tocsin::ingest::Receipt;
 
-fn free_port_udp() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The daemon under `sh -c 'trap "" XFSZ; exec tocsin …'` (same pid).
 fn spawn(config: &std::path::Path) -> Child {
     Command::new("/bin/sh")
@@ -62,26 +54,12 @@ fn file_size_limit(prlimit: &std::path::Path, pid: u32, soft: Option<u64>) {
     );
 }
 
-async fn ready(child: &mut Child, admin: SocketAddr) {
-    let url = format!("http://{admin}/readyz");
-    for _ in 0..400 {
-        assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
-        if let Ok(r) = reqwest::get(&url).await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("daemon did not become ready");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_rejects_with_store_unavailable_and_recovers() {
     let prlimit = debian_exe("/usr/bin/prlimit", "util-linux");
     let dir = tempfile::tempdir().unwrap();
     let (addr, seen) = partner("disk").await;
-    let (ingest, admin) = (free_port_udp(), free_port());
+    let (ingest, admin) = (support::process::free_udp_port(), free_port());
     let cfg = format!(
         r#"
 [node]
@@ -124,7 +102,7 @@ coverage = {{ everywhere = true }}
     let ingest_addr: SocketAddr = format!("127.0.0.1:{ingest}").parse().unwrap();
     let mut child = spawn(&cfg_path);
     let pid = child.id();
-    ready(&mut child, admin_addr).await;
+    support::process::wait_ready(admin_addr, Some(&mut child), "start").await;
     let c = client(dir.path(), ingest_addr).await;
     let mut accepted: Vec<String> = Vec::new();
     let submit = |n: usize| {

@@ -198,22 +198,6 @@ async fn reload_swaps_authorities_keeps_buckets_and_refuses_bad_config() {
     d.shutdown().await;
 }
 
-fn free_port_udp() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_port_tcp() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn config_text(dir: &std::path::Path, ingest: u16, admin: u16, keys: &str) -> String {
     format!(
         r#"
@@ -245,19 +229,6 @@ fn key_toml(kid: &str, seed: u8, revoked: bool) -> String {
     )
 }
 
-async fn ready(admin: SocketAddr) {
-    let url = format!("http://{admin}/readyz");
-    for _ in 0..300 {
-        if let Ok(r) = reqwest::get(&url).await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("daemon did not become ready");
-}
-
 fn hup(child: &Child) {
     let st = Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
@@ -285,7 +256,10 @@ async fn until_code(dir: &std::path::Path, addr: SocketAddr, env: &[u8], want: &
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_keys_in_the_running_binary() {
     let dir = tempfile::tempdir().unwrap();
-    let (ingest, admin) = (free_port_udp(), free_port_tcp());
+    let (ingest, admin) = (
+        support::process::free_udp_port(),
+        support::peers::free_port(),
+    );
     let cfg = dir.path().join("tocsin.toml");
     std::fs::write(
         &cfg,
@@ -306,7 +280,7 @@ async fn sighup_reloads_keys_in_the_running_binary() {
     let pid = child.id();
     let admin_addr: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
     let ingest_addr: SocketAddr = format!("127.0.0.1:{ingest}").parse().unwrap();
-    ready(admin_addr).await;
+    support::process::wait_ready(admin_addr, Some(&mut child), "start").await;
 
     let first = sign(&small("hup-1"), "gz-a", &key(1));
     let c = client(dir.path(), ingest_addr).await;

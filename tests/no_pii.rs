@@ -204,7 +204,7 @@ async fn serve_at_trace_level_logs_no_credentials() {
         assert_eq!(n, 20);
     }
 
-    let (ingest, admin) = (free_port_udp(), free_port());
+    let (ingest, admin) = (support::process::free_udp_port(), free_port());
     let cfg = format!(
         r#"
 [node]
@@ -320,12 +320,4 @@ public_key = "{k1}"
         "secrets or addresses in /metrics:\n{}",
         bad.join("\n")
     );
-}
-
-fn free_port_udp() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -18,6 +18,7 @@ use tocsin::demo::receiver::{self, Received};
 use tocsin::ingest::Receipt;
 
 pub mod peers;
+pub mod process;
 
 #[allow(unused_imports)] // used by some test binaries only
 pub use tocsin::demo::SAMPLE_ALERT as SAMPLE;
