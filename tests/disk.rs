@@ -119,6 +119,9 @@ coverage = {{ everywhere = true }}
     let journal_file = dir.path().join("tocsin.redb");
     let size = std::fs::metadata(&journal_file).unwrap().len();
     file_size_limit(&prlimit, pid, Some(size));
+    // A cursor or state write may have grown the file between reading its
+    // size and the limit taking effect; past the limit nothing can grow it.
+    let size = std::fs::metadata(&journal_file).unwrap().len().max(size);
     let mut refused = 0usize;
     let mut n = 1;
     while refused < 5 {
