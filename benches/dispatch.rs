@@ -21,7 +21,7 @@ use tocsin::channel::sink::SinkChannel;
 use tocsin::channel::{AlertContent, Channel, Reach, SubscriberKind};
 use tocsin::config::DispatchSettings;
 use tocsin::dispatch::{ChannelLimits, Dispatcher, Plan};
-use tocsin::journal::Journal;
+use tocsin::journal::{GroupCommitter, Journal};
 use tocsin::metrics::Metrics;
 use tocsin::subscribers::{Audience, AudienceLoader};
 use tocsin::target::synthetic::synthetic_points;
@@ -107,7 +107,8 @@ fn rig(rt: &tokio::runtime::Runtime, audience: &Arc<Audience>, settings: Dispatc
         vec![(sink.clone() as Arc<dyn Channel>, limits)],
         Arc::new(Vec::new()),
         audience.clone(),
-        journal,
+        journal.clone(),
+        GroupCommitter::start(journal, 64, Metrics::new()),
         Metrics::new(),
         settings,
     );

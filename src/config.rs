@@ -61,6 +61,11 @@ pub struct IngestSettings {
     pub read_timeout_ms: u64,
     /// Alerts per group commit at most.
     pub commit_batch: usize,
+    /// Receive and send buffer of the ingest UDP socket. Bursts from many
+    /// authorities overflow the kernel's default (≈ 208 KiB) and each drop
+    /// costs a QUIC loss recovery (hundreds of ms); Linux caps the size at
+    /// `net.core.rmem_max` / `wmem_max`.
+    pub udp_buffer_bytes: usize,
     /// Authenticated submissions per second over all authorities (a token
     /// bucket, burst one second's worth); beyond it `rate_limited`. Unset: no
     /// global limit, only each authority's `rate_per_minute`.
@@ -78,6 +83,7 @@ impl Default for IngestSettings {
             max_concurrent_streams: 256,
             read_timeout_ms: 10_000,
             commit_batch: 256,
+            udp_buffer_bytes: 8 << 20,
             max_alerts_per_sec: None,
         }
     }
@@ -136,6 +142,10 @@ pub struct DispatchSettings {
     /// How fast time passes for widening steps: 1 in production; tests and
     /// `tocsin demo --speed` run hours in seconds.
     pub clock_speed: f64,
+    /// How much lower than the process the fan-out threads run (a nice
+    /// increment, 0–19; 0 leaves them alone), so that receipts are not
+    /// starved when deliveries saturate the cores.
+    pub nice: i32,
 }
 
 impl Default for DispatchSettings {
@@ -148,6 +158,7 @@ impl Default for DispatchSettings {
             retry_max_ms: 60_000,
             max_attempts: 10,
             clock_speed: 1.0,
+            nice: 10,
         }
     }
 }
@@ -850,6 +861,9 @@ impl Settings {
         }
         if !(self.dispatch.clock_speed.is_finite() && self.dispatch.clock_speed > 0.0) {
             return bad("dispatch.clock_speed must be > 0".into());
+        }
+        if !(0..=19).contains(&self.dispatch.nice) {
+            return bad("dispatch.nice must be 0–19".into());
         }
         for st in &self.standards {
             if !st.widen.is_empty() {

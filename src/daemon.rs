@@ -32,6 +32,7 @@ use crate::ingest::quic::{self, IngestLimits};
 use crate::ingest::Pipeline;
 use crate::journal::{GroupCommitter, Journal};
 use crate::metrics::Metrics;
+use crate::runtime::Dedicated;
 use crate::subscribers::Audience;
 use crate::target::geocode::GeocodeTable;
 
@@ -79,50 +80,8 @@ pub struct Daemon {
     geocodes: Arc<GeocodeTable>,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    ingest_rt: IngestRuntime,
-}
-
-/// The ingest runtime (one worker thread, `tocsin-ingest`). Dropped from
-/// async code, so it shuts down in the background instead of blocking.
-struct IngestRuntime(Option<tokio::runtime::Runtime>);
-
-impl IngestRuntime {
-    fn new() -> Result<Self, DaemonError> {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("tocsin-ingest")
-            .enable_all()
-            .build()
-            .map(|rt| Self(Some(rt)))
-            .map_err(|e| DaemonError::Config(format!("ingest runtime: {e}")))
-    }
-
-    fn handle(&self) -> Option<&tokio::runtime::Handle> {
-        self.0.as_ref().map(|rt| rt.handle())
-    }
-
-    /// Enter the runtime (quinn spawns its endpoint driver where it is bound).
-    fn enter(&self) -> Option<tokio::runtime::EnterGuard<'_>> {
-        self.handle().map(|h| h.enter())
-    }
-
-    fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<()>
-    where
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
-        match self.handle() {
-            Some(h) => h.spawn(f),
-            None => tokio::spawn(f),
-        }
-    }
-}
-
-impl Drop for IngestRuntime {
-    fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
-            rt.shutdown_background();
-        }
-    }
+    ingest_rt: Dedicated,
+    fanout_rt: Dedicated,
 }
 
 fn dev_authority(files: &crate::dev::DevFiles) -> Result<AuthoritySettings, DaemonError> {
@@ -476,19 +435,27 @@ impl Daemon {
         // The embedder's channels replace configured ones of the same name.
         channels.retain(|(c, _)| !extras.channels.iter().any(|(e, _)| e.name() == c.name()));
         channels.extend(extras.channels);
-        let dispatcher = Dispatcher::new(
-            channels,
-            partners,
-            audience,
-            journal.clone(),
-            metrics.clone(),
-            settings.dispatch.clone(),
-        );
         let committer = GroupCommitter::start(
             journal.clone(),
             settings.ingest.commit_batch,
             metrics.clone(),
         );
+        // Jobs, channels and their connections run on the fan-out runtime
+        // (lower priority); ingest on its own thread (below).
+        let fanout_rt = Dedicated::fanout(settings.dispatch.nice)
+            .map_err(|e| DaemonError::Config(format!("fan-out runtime: {e}")))?;
+        let dispatcher = {
+            let _in_fanout = fanout_rt.enter();
+            Dispatcher::new(
+                channels,
+                partners,
+                audience,
+                journal.clone(),
+                committer.clone(),
+                metrics.clone(),
+                settings.dispatch.clone(),
+            )
+        };
         let pipeline = Arc::new(Pipeline::new(
             verifier,
             committer,
@@ -508,11 +475,13 @@ impl Daemon {
             max_envelope_bytes: settings.ingest.max_envelope_bytes,
             max_concurrent_streams: settings.ingest.max_concurrent_streams,
             read_timeout: Duration::from_millis(settings.ingest.read_timeout_ms),
+            udp_buffer_bytes: settings.ingest.udp_buffer_bytes,
         };
         // Ingest runs on a runtime thread of its own, so receipts never queue
-        // behind the fan-out's tasks on the main runtime (DESIGN §10: receipt
-        // p99 ≤ 5 ms at 1,000 alerts/s); jobs still run on the main runtime.
-        let ingest_rt = IngestRuntime::new()?;
+        // behind the fan-out's tasks (DESIGN §10: receipt p99 ≤ 5 ms at
+        // 1,000 alerts/s).
+        let ingest_rt =
+            Dedicated::ingest().map_err(|e| DaemonError::Config(format!("ingest runtime: {e}")))?;
         let endpoint = {
             let _in_ingest = ingest_rt.enter();
             quic::bind(settings.ingest.listen, tls, limits)?
@@ -584,6 +553,7 @@ impl Daemon {
             stop,
             tasks,
             ingest_rt,
+            fanout_rt,
         })
     }
 
@@ -630,6 +600,7 @@ impl Daemon {
         drop(self.ingest_rt);
         let journal = self.pipeline.journal().clone();
         drop(self.pipeline);
+        drop(self.fanout_rt);
         // The group-commit thread lets go once the last pipeline handle is gone.
         let end = std::time::Instant::now() + Duration::from_secs(5);
         while Arc::strong_count(&journal) > 1 && std::time::Instant::now() < end {

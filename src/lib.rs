@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod journal;
 pub mod metrics;
 pub mod reject;
+pub mod runtime;
 pub mod subscribers;
 pub mod target;
 pub mod testkit;

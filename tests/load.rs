@@ -2,13 +2,18 @@
 //! paced 1,000 alerts/s in total while one large fan-out runs into the local
 //! APNs server. Reports receipt latency p50 / p99 / max and alerts/s.
 //!
+//! All connections are up before the first timed submission, and their
+//! submissions are spread evenly over each 100 ms. The authorities run on a
+//! runtime of their own (they are other machines); so does the APNs server,
+//! at a lower priority (it stands for Apple's servers, which do not share the
+//! daemon's cores).
+//!
 //! The goal (DESIGN §10) is receipt p99 ≤ 5 ms at 1,000 alerts/s. Here the
 //! load generator (100 QUIC clients signing every alert), the daemon, its
-//! fan-out and the APNs server with its TLS share two cores, and CI runs other
-//! builds beside them (load average 5 when the figures in
-//! `docs/reliability/crash.md` were taken). So the assertion only catches receipts
-//! starved behind the fan-out: p99 ≤ 2 s and ≥ 200 alerts/s. The real figures
-//! are printed; speed targets live in benches (`cargo bench --bench ingest`).
+//! fan-out and the APNs server with its TLS share two cores, every receipt
+//! waits for an fsync, and CI runs other builds beside them. So the
+//! assertion only catches receipts starved behind the fan-out: p99 ≤ 2 s and
+//! ≥ 200 alerts/s. The real figures are printed (README, Reliability).
 
 mod support;
 
@@ -19,6 +24,7 @@ use support::*;
 use tocsin::channel::SubscriberKind;
 use tocsin::daemon::{Daemon, Extras};
 use tocsin::ingest::Receipt;
+use tocsin::runtime::Dedicated;
 use tocsin::subscribers::{Audience, AudienceLoader};
 use tocsin::testkit::apns_server::{ApnsServer, ApnsServerOptions, DEFAULT_TOPIC};
 use tocsin::testkit::keys::ApnsTestKey;
@@ -28,6 +34,8 @@ const CONNECTIONS: usize = 100;
 const TARGET_RATE: f64 = 1000.0;
 const P99_BOUND: Duration = Duration::from_secs(2);
 const MIN_RATE: f64 = 200.0;
+/// How much lower than the test the APNs server runs (a nice increment).
+const PEER_NICE: i32 = 10;
 
 fn audience(n: u32) -> Arc<Audience> {
     let mut l = AudienceLoader::with_capacity(n as usize);
@@ -64,7 +72,14 @@ async fn load(secs: u64, fanout: u32) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     let k = ApnsTestKey::generate().unwrap();
-    let apns = ApnsServer::start(ApnsServerOptions::from_key(&k)).unwrap();
+    // The APNs server stands in for Apple's, across the network: it runs
+    // on threads of its own at a lower priority, taking the CPU the daemon
+    // leaves, as the machine it stands for would.
+    let peer_rt = Dedicated::new("apns-peer", Some(1), PEER_NICE).unwrap();
+    let apns = {
+        let _in_peer = peer_rt.enter();
+        ApnsServer::start(ApnsServerOptions::from_key(&k)).unwrap()
+    };
     let mut s = settings(p, &[]);
     std::fs::write(p.join("apns.p8"), &k.p8_pem).unwrap();
     std::fs::write(p.join("apns-ca.pem"), apns.ca_pem()).unwrap();
@@ -106,7 +121,6 @@ async fn load(secs: u64, fanout: u32) {
     // 100 connections, each paced to TARGET_RATE / CONNECTIONS.
     let interval = Duration::from_secs_f64(CONNECTIONS as f64 / TARGET_RATE);
     let t0 = Instant::now();
-    let end = t0 + Duration::from_secs(secs);
     // The authorities run on a runtime of their own, as they would in their
     // own processes: their timings are not queued behind the test's fan-out
     // machinery (the APNs server's accounting, the waits).
@@ -116,13 +130,21 @@ async fn load(secs: u64, fanout: u32) {
         .enable_all()
         .build()
         .unwrap();
+    // Every connection is up (handshakes done) before the first timed
+    // submission, and the connections start evenly spread over one interval.
+    let ready = Arc::new(tokio::sync::Barrier::new(CONNECTIONS));
     let mut tasks = Vec::new();
     for conn in 0..CONNECTIONS {
         let dir = p.to_path_buf();
         let addr = daemon.ingest_addr;
+        let ready = ready.clone();
         tasks.push(authorities.spawn(async move {
             let c = client(&dir, addr).await;
-            let mut tick = tokio::time::interval(interval);
+            ready.wait().await;
+            let end = Instant::now() + Duration::from_secs(secs);
+            let start =
+                tokio::time::Instant::now() + interval.mul_f64(conn as f64 / CONNECTIONS as f64);
+            let mut tick = tokio::time::interval_at(start, interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut lat = Vec::new();
             let mut i = 0;
@@ -143,11 +165,10 @@ async fn load(secs: u64, fanout: u32) {
     for t in tasks {
         lat.extend(t.await.unwrap());
     }
-    let elapsed = t0.elapsed();
     authorities.shutdown_background();
     let fanout_during = apns.state().delivered();
     lat.sort();
-    let rate = lat.len() as f64 / elapsed.as_secs_f64();
+    let rate = lat.len() as f64 / secs as f64;
     let (p50, p99, max) = (
         percentile(&lat, 0.50),
         percentile(&lat, 0.99),
@@ -163,11 +184,10 @@ async fn load(secs: u64, fanout: u32) {
     );
     let fanout_total = t0.elapsed();
     println!(
-        "load: {CONNECTIONS} connections, {} alerts accepted in {:.1} s = {rate:.0} alerts/s \
+        "load: {CONNECTIONS} connections, {} alerts accepted in {secs} s = {rate:.0} alerts/s \
          (paced at {TARGET_RATE:.0}/s); receipt p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
          fan-out of {fanout}: {fanout_during} delivered during the load, all {fanout} after {:.1} s",
         lat.len(),
-        elapsed.as_secs_f64(),
         p50.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3,
@@ -185,6 +205,14 @@ async fn load(secs: u64, fanout: u32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_authorities_under_fanout_short() {
     load(10, 100_000).await;
+}
+
+/// Ingest alone, for comparison: 60 s, no fan-out
+/// (`cargo test --release --test load -- --ignored ingest_only`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn hundred_authorities_ingest_only() {
+    load(60, 0).await;
 }
 
 /// The long run: 60 s, 1 M push recipients

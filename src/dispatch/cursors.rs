@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::journal::{CursorRecord, Journal};
+use crate::journal::{CursorRecord, GroupCommitter};
 
 /// The journal name of a job's cursor: the channel for stage 0 (the alert as
 /// accepted), `channel@stage` for a later stage of a widening alert.
@@ -58,22 +58,18 @@ impl CursorBoard {
             .collect()
     }
 
-    /// Commit everything dirty now.
-    pub fn flush(&self, journal: &Journal) {
+    /// Commit everything dirty now (durably, through the journal's writer);
+    /// on a failure they stay dirty for the next round.
+    pub async fn flush(&self, writer: &GroupCommitter) {
         let items: Vec<_> = self.dirty.lock().drain().collect();
         if items.is_empty() {
             return;
         }
-        let names: Vec<String> = items
+        let rows = items
             .iter()
-            .map(|((_, c, stage), _)| cursor_name(c, *stage))
+            .map(|((s, c, stage), r)| (*s, cursor_name(c, *stage), r.clone()))
             .collect();
-        let rows: Vec<(u64, &str, CursorRecord)> = items
-            .iter()
-            .zip(&names)
-            .map(|(((s, _, _), r), name)| (*s, name.as_str(), r.clone()))
-            .collect();
-        if let Err(e) = journal.save_cursors(&rows) {
+        if let Err(e) = writer.save_cursors(rows).await {
             tracing::error!(error = %e, "cursor commit failed; will retry");
             let mut d = self.dirty.lock();
             for (k, v) in items {
@@ -85,7 +81,7 @@ impl CursorBoard {
     /// Run the periodic committer until `stop`, then flush once more.
     pub fn spawn_committer(
         self: &Arc<Self>,
-        journal: Arc<Journal>,
+        writer: GroupCommitter,
         every: Duration,
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
@@ -97,11 +93,9 @@ impl CursorBoard {
                     _ = board.urgent.notified() => {}
                     _ = stop.cancelled() => break,
                 }
-                let (b, j) = (board.clone(), journal.clone());
-                let _ = tokio::task::spawn_blocking(move || b.flush(&j)).await;
+                board.flush(&writer).await;
             }
-            let (b, j) = (board.clone(), journal.clone());
-            let _ = tokio::task::spawn_blocking(move || b.flush(&j)).await;
+            board.flush(&writer).await;
         })
     }
 }

@@ -27,7 +27,7 @@ use crate::alert::cap::{MsgType, Status};
 use crate::authority::policy::FollowUp;
 use crate::channel::{AlertContent, Channel, Outcome, Recipient};
 use crate::config::DispatchSettings;
-use crate::journal::{AlertState, CursorRecord, Journal};
+use crate::journal::{AlertState, CursorRecord, GroupCommitter, Journal};
 use crate::metrics::{ChannelLabel, Metrics, OutcomeLabel, ReasonLabel};
 use crate::subscribers::Audience;
 use crate::target::area::Region;
@@ -52,7 +52,10 @@ struct Slot {
 
 struct Inner {
     slots: Vec<Slot>,
+    /// Reads (and removing rejected recipients).
     journal: Arc<Journal>,
+    /// The journal's writer: cursors and final states.
+    writer: GroupCommitter,
     metrics: Metrics,
     settings: DispatchSettings,
     board: Arc<CursorBoard>,
@@ -90,6 +93,7 @@ impl Dispatcher {
         partners: Arc<Vec<Partner>>,
         audience: Arc<Audience>,
         journal: Arc<Journal>,
+        writer: GroupCommitter,
         metrics: Metrics,
         settings: DispatchSettings,
     ) -> Self {
@@ -114,7 +118,7 @@ impl Dispatcher {
         let stop = CancellationToken::new();
         let board = Arc::new(CursorBoard::default());
         board.spawn_committer(
-            journal.clone(),
+            writer.clone(),
             Duration::from_millis(settings.cursor_commit_ms.max(1)),
             stop.clone(),
         );
@@ -122,6 +126,7 @@ impl Dispatcher {
             inner: Arc::new(Inner {
                 slots,
                 journal,
+                writer,
                 metrics,
                 settings,
                 board,
@@ -198,8 +203,7 @@ impl Dispatcher {
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
         self.inner.stop.cancel();
-        let (b, j) = (self.inner.board.clone(), self.inner.journal.clone());
-        let _ = tokio::task::spawn_blocking(move || b.flush(&j)).await;
+        self.inner.board.flush(&self.inner.writer).await;
         for slot in &self.inner.slots {
             slot.channel.close().await;
         }
@@ -280,13 +284,16 @@ impl Dispatcher {
                 Some(AlertState::Completed)
             };
             if let Some(state) = state {
-                let j = inner2.journal.clone();
                 let seq = content.seq;
                 // The final cursors ride in the same transaction as the state
                 // (tests/crash_loop.rs found a "completed" alert whose done
                 // cursor had not reached the disk before a kill).
                 let cursors = inner2.board.pending_for(seq);
-                let _ = tokio::task::spawn_blocking(move || j.finish(seq, state, &cursors)).await;
+                if let Err(e) = inner2.writer.finish(seq, state, cursors).await {
+                    // It stays live in the journal: a restart resumes it,
+                    // finds its cursors done and sets the state again.
+                    tracing::warn!(seq, error = %e, "could not record the alert's final state");
+                }
             }
         }, &inner.runtime);
         ap_out

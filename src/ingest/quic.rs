@@ -22,6 +22,8 @@ pub struct IngestLimits {
     pub max_envelope_bytes: usize,
     pub max_concurrent_streams: u32,
     pub read_timeout: Duration,
+    /// Receive and send buffer of the UDP socket (see `ingest.udp_buffer_bytes`).
+    pub udp_buffer_bytes: usize,
 }
 
 /// Errors starting the server.
@@ -53,7 +55,38 @@ pub fn bind(
             .map_err(|e| QuicError::Crypto(e.to_string()))?,
     ));
     sc.transport_config(Arc::new(transport));
-    quinn::Endpoint::server(sc, addr).map_err(|source| QuicError::Bind { addr, source })
+    let bind_err = |source| QuicError::Bind { addr, source };
+    let socket = udp_socket(addr, limits.udp_buffer_bytes).map_err(bind_err)?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| bind_err(std::io::Error::other("no async runtime")))?;
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(sc), socket, runtime)
+        .map_err(bind_err)
+}
+
+/// The ingest socket, with buffers for bursts: `buffer` bytes asked for,
+/// what the kernel granted logged (and a warning when it is far less).
+fn udp_socket(addr: SocketAddr, buffer: usize) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Dual-stack when bound to [::].
+        let _ = socket.set_only_v6(false);
+    }
+    let _ = socket.set_recv_buffer_size(buffer);
+    let _ = socket.set_send_buffer_size(buffer);
+    socket.bind(&addr.into())?;
+    // Linux reports twice what it grants (the doubling covers bookkeeping).
+    let granted = socket.recv_buffer_size().unwrap_or(0);
+    if granted < buffer {
+        tracing::warn!(
+            asked = buffer,
+            granted,
+            "ingest UDP receive buffer smaller than configured; raise net.core.rmem_max"
+        );
+    } else {
+        tracing::debug!(granted, "ingest UDP receive buffer");
+    }
+    Ok(socket.into())
 }
 
 /// Serve until `stop` is cancelled.

@@ -1,17 +1,19 @@
-//! Group commit: concurrent submissions queue here, one blocking thread
-//! drains up to `commit_batch` of them into one durable redb transaction and
-//! answers each caller. One fsync then acknowledges many alerts (DESIGN §10:
-//! ≈ 8 k single commits/s, far more in groups).
+//! Group commit: the journal's one writer. Concurrent submissions, job
+//! cursors and final states queue here; one blocking thread drains up to
+//! `commit_batch` alerts with everything queued beside them into one redb
+//! transaction and answers each caller. One fsync then acknowledges many
+//! alerts and cursors (DESIGN §10: ≈ 8 k single commits/s, far more in
+//! groups), and no writer waits on another for redb's write lock.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use super::records::AlertRecord;
-use super::store::{Journal, JournalError};
+use super::records::{AlertRecord, AlertState, CursorRecord};
+use super::store::{Change, Journal, JournalError};
 use crate::alert::cap::MsgType;
 use crate::metrics::Metrics;
 use crate::reject::Rejection;
@@ -55,56 +57,51 @@ struct GroupFailure {
     message: String,
 }
 
-type Request = (
-    NewAlert,
-    oneshot::Sender<Result<CommitOutcome, GroupFailure>>,
-);
+impl From<GroupFailure> for JournalError {
+    fn from(f: GroupFailure) -> Self {
+        if f.unavailable {
+            JournalError::Unavailable(f.message)
+        } else {
+            JournalError::Corrupt(f.message)
+        }
+    }
+}
 
-/// Handle to the group-commit thread.
+type Reply = oneshot::Sender<Result<Option<CommitOutcome>, GroupFailure>>;
+
+/// Handle to the journal's one writer thread. Every journal write of the
+/// daemon goes through it (new alerts, job cursors, final states), so they
+/// never wait on each other for redb's write lock and share fsyncs.
 #[derive(Clone)]
 pub struct GroupCommitter {
-    tx: mpsc::Sender<Request>,
+    tx: mpsc::Sender<(Change, Reply)>,
 }
 
 impl GroupCommitter {
-    /// Start the commit thread over `journal`.
+    /// Start the writer thread over `journal`; one transaction takes up to
+    /// `max_batch` alerts and any cursors and final states queued with them.
     pub fn start(journal: Arc<Journal>, max_batch: usize, metrics: Metrics) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Request>(max_batch * 4);
+        let max_batch = max_batch.max(1);
+        let (tx, rx) = mpsc::channel::<(Change, Reply)>(max_batch * 4);
+        let writer = Writer {
+            journal,
+            metrics,
+            max_batch,
+            changes: Vec::with_capacity(max_batch * 4),
+            replies: Vec::with_capacity(max_batch * 4),
+            alerts: 0,
+            durable: false,
+        };
         std::thread::Builder::new()
             .name("tocsin-journal".into())
             .spawn(move || {
-                let mut batch: Vec<Request> = Vec::with_capacity(max_batch);
-                while let Some(first) = rx.blocking_recv() {
-                    batch.push(first);
-                    while batch.len() < max_batch {
-                        match rx.try_recv() {
-                            Ok(r) => batch.push(r),
-                            Err(_) => break,
-                        }
-                    }
-                    let alerts: Vec<NewAlert> = batch.iter().map(|(a, _)| a.clone()).collect();
-                    let t0 = Instant::now();
-                    let result = journal.commit_alerts(&alerts);
-                    metrics
-                        .journal_commit_seconds
-                        .observe(t0.elapsed().as_secs_f64());
-                    match result {
-                        Ok(outcomes) => {
-                            for ((_, reply), o) in batch.drain(..).zip(outcomes) {
-                                let _ = reply.send(Ok(o));
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "journal commit failed");
-                            let failure = GroupFailure {
-                                unavailable: e.is_unavailable(),
-                                message: e.to_string(),
-                            };
-                            for (_, reply) in batch.drain(..) {
-                                let _ = reply.send(Err(failure.clone()));
-                            }
-                        }
-                    }
+                // A runtime of the thread's own, for the timed wait in `run`.
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(writer.run(rx)),
+                    Err(e) => tracing::error!(error = %e, "cannot start journal thread"),
                 }
             })
             .map(|_| ())
@@ -112,22 +109,145 @@ impl GroupCommitter {
         Self { tx }
     }
 
+    async fn write(&self, change: Change) -> Result<Option<CommitOutcome>, JournalError> {
+        let stopped = || JournalError::Corrupt("journal thread stopped".into());
+        let (reply, rx) = oneshot::channel();
+        self.tx.send((change, reply)).await.map_err(|_| stopped())?;
+        Ok(rx.await.map_err(|_| stopped())??)
+    }
+
     /// Journal one alert; resolves once it is durable (or refused). A
     /// storage fault is [`JournalError::Unavailable`].
     pub async fn commit(&self, alert: NewAlert) -> Result<CommitOutcome, JournalError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send((alert, reply))
-            .await
-            .map_err(|_| JournalError::Corrupt("journal thread stopped".into()))?;
-        rx.await
-            .map_err(|_| JournalError::Corrupt("journal thread stopped".into()))?
-            .map_err(|f| {
-                if f.unavailable {
-                    JournalError::Unavailable(f.message)
-                } else {
-                    JournalError::Corrupt(f.message)
+        self.write(Change::Alert(Box::new(alert)))
+            .await?
+            .ok_or_else(|| JournalError::Corrupt("no outcome for an alert".into()))
+    }
+
+    /// Set an alert's final state with its last cursors (see
+    /// [`Journal::finish`]); resolves once written, before it is durable.
+    pub async fn finish(
+        &self,
+        seq: u64,
+        state: AlertState,
+        cursors: Vec<(String, CursorRecord)>,
+    ) -> Result<(), JournalError> {
+        self.write(Change::Finish {
+            seq,
+            state,
+            cursors,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Commit job cursors `(alert seq, journal name, cursor)`; resolves once
+    /// they are durable.
+    pub async fn save_cursors(
+        &self,
+        rows: Vec<(u64, String, CursorRecord)>,
+    ) -> Result<(), JournalError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.write(Change::Cursors(rows)).await.map(drop)
+    }
+}
+
+/// Final states wait at most this long for a durable change to ride with:
+/// they need no fsync of their own, but alone each would still cost the
+/// writer a transaction ahead of the next alert.
+const FINISH_LINGER: Duration = Duration::from_millis(20);
+
+/// The writer thread's state: the changes of the transaction being gathered.
+struct Writer {
+    journal: Arc<Journal>,
+    metrics: Metrics,
+    max_batch: usize,
+    changes: Vec<Change>,
+    replies: Vec<Reply>,
+    /// Alerts among `changes`.
+    alerts: usize,
+    /// Whether any of `changes` must be durable when answered.
+    durable: bool,
+}
+
+impl Writer {
+    /// Until every handle is gone: take what is queued (up to `max_batch`
+    /// alerts), write it in one transaction, answer. Final states alone wait
+    /// up to [`FINISH_LINGER`] for a durable change to ride with.
+    async fn run(mut self, mut rx: mpsc::Receiver<(Change, Reply)>) {
+        let mut linger_until: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match linger_until {
+                None => rx.recv().await,
+                Some(t) => match tokio::time::timeout_at(t, rx.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.flush();
+                        linger_until = None;
+                        continue;
+                    }
+                },
+            };
+            let Some(first) = next else {
+                self.flush();
+                return;
+            };
+            self.push(first);
+            while self.alerts < self.max_batch && self.changes.len() < self.max_batch * 4 {
+                match rx.try_recv() {
+                    Ok(c) => self.push(c),
+                    Err(_) => break,
                 }
-            })
+            }
+            if self.durable || self.changes.len() >= self.max_batch * 4 {
+                self.flush();
+                linger_until = None;
+            } else if linger_until.is_none() {
+                linger_until = Some(tokio::time::Instant::now() + FINISH_LINGER);
+            }
+        }
+    }
+
+    fn push(&mut self, (change, reply): (Change, Reply)) {
+        self.alerts += usize::from(matches!(change, Change::Alert(_)));
+        self.durable |= change.needs_fsync();
+        self.changes.push(change);
+        self.replies.push(reply);
+    }
+
+    /// Write what was gathered in one transaction and answer every caller.
+    fn flush(&mut self) {
+        if self.changes.is_empty() {
+            return;
+        }
+        let t0 = Instant::now();
+        let result = self.journal.write(&self.changes);
+        if self.alerts > 0 {
+            self.metrics
+                .journal_commit_seconds
+                .observe(t0.elapsed().as_secs_f64());
+        }
+        self.changes.clear();
+        self.alerts = 0;
+        self.durable = false;
+        match result {
+            Ok(outcomes) => {
+                for (reply, o) in self.replies.drain(..).zip(outcomes) {
+                    let _ = reply.send(Ok(o));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "journal commit failed");
+                let failure = GroupFailure {
+                    unavailable: e.is_unavailable(),
+                    message: e.to_string(),
+                };
+                for reply in self.replies.drain(..) {
+                    let _ = reply.send(Err(failure.clone()));
+                }
+            }
+        }
     }
 }

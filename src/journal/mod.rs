@@ -11,4 +11,4 @@ mod store;
 
 pub use commit::{CommitOutcome, GroupCommitter, NewAlert};
 pub use records::{AlertRecord, AlertState, CursorRecord, SubscriberRecord};
-pub use store::{Journal, JournalError, SubscriberImport};
+pub use store::{Change, Journal, JournalError, SubscriberImport};

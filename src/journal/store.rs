@@ -189,82 +189,61 @@ impl Journal {
     /// outcome; rejected ones (identifier reused, unknown reference) change
     /// nothing. A transaction error fails the whole group.
     pub fn commit_alerts(&self, batch: &[NewAlert]) -> Result<Vec<CommitOutcome>, JournalError> {
+        let writes: Vec<Change> = batch
+            .iter()
+            .map(|a| Change::Alert(Box::new(a.clone())))
+            .collect();
+        Ok(self.write(&writes)?.into_iter().flatten().collect())
+    }
+
+    /// Apply a group of writes, in order, in one transaction: durable
+    /// (`Durability::Immediate`) when any of them is an alert or cursors,
+    /// otherwise riding the next durable commit. Each alert gets its
+    /// outcome (the other writes `None`). A transaction error fails the
+    /// whole group. The group-commit thread writes this way: one writer,
+    /// one fsync for everything queued.
+    pub fn write(&self, writes: &[Change]) -> Result<Vec<Option<CommitOutcome>>, JournalError> {
         self.with_db(|db| {
             let mut tx = db.begin_write()?;
-            tx.set_durability(Durability::Immediate)?;
-            let mut outcomes = Vec::with_capacity(batch.len());
+            let durable = writes.iter().any(Change::needs_fsync);
+            tx.set_durability(if durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            })?;
+            let mut outcomes = Vec::with_capacity(writes.len());
             {
-                let mut alerts = tx.open_table(ALERTS)?;
-                let mut envs = tx.open_table(ENVELOPES)?;
-                let mut ids = tx.open_table(ALERT_IDS)?;
-                let mut meta = tx.open_table(META)?;
-                let mut next = meta.get("next_alert")?.map(|v| v.value()).unwrap_or(1);
-                for a in batch {
-                    if let Some(seq) = ids.get(a.alert_id.as_str())?.map(|v| v.value()) {
-                        let rec = read_alert(&alerts, seq)?;
-                        if rec.digest == a.digest {
-                            outcomes.push(CommitOutcome::Duplicate(rec));
-                        } else {
-                            outcomes.push(CommitOutcome::Rejected(Rejection::new(
-                                RejectCode::IdentifierReused,
-                                "this alert id was accepted before with different content",
-                            )));
+                let mut t = Tables {
+                    alerts: tx.open_table(ALERTS)?,
+                    envs: tx.open_table(ENVELOPES)?,
+                    ids: tx.open_table(ALERT_IDS)?,
+                    meta: tx.open_table(META)?,
+                    cursors: tx.open_table(CURSORS)?,
+                };
+                let mut next = t.meta.get("next_alert")?.map(|v| v.value()).unwrap_or(1);
+                let first = next;
+                for w in writes {
+                    outcomes.push(match w {
+                        Change::Alert(a) => Some(t.put_alert(a, &mut next)?),
+                        Change::Finish {
+                            seq,
+                            state,
+                            cursors,
+                        } => {
+                            t.put_finish(*seq, *state, cursors)?;
+                            None
                         }
-                        continue;
-                    }
-                    let mut refs = Vec::with_capacity(a.references.len());
-                    let mut missing = None;
-                    for r in &a.references {
-                        match ids.get(r.as_str())?.map(|v| v.value()) {
-                            Some(s) => refs.push(s),
-                            None => missing = Some(r),
+                        Change::Cursors(rows) => {
+                            for (seq, name, c) in rows {
+                                t.put_cursor(*seq, name, c)?;
+                            }
+                            None
                         }
-                    }
-                    if missing.is_some() {
-                        outcomes.push(CommitOutcome::Rejected(Rejection::new(
-                            RejectCode::ReferenceUnknown,
-                            "a referenced alert was never accepted here",
-                        )));
-                        continue;
-                    }
-                    let seq = next;
-                    next += 1;
-                    let new_state = match a.msg_type {
-                        MsgType::Cancel => AlertState::Cancelled,
-                        _ => AlertState::Superseded,
-                    };
-                    for &r in &refs {
-                        let mut old = read_alert(&alerts, r)?;
-                        if old.state.is_live() || old.state == AlertState::Completed {
-                            old.state = new_state;
-                            old.replaced_by = Some(seq);
-                            let bytes = serde_json::to_vec(&old).map_err(corrupt)?;
-                            alerts.insert(r, bytes.as_slice())?;
-                        }
-                    }
-                    let rec = AlertRecord {
-                        seq,
-                        receipt: a.receipt.clone(),
-                        alert_id: a.alert_id.clone(),
-                        authority: a.authority.clone(),
-                        digest: a.digest.clone(),
-                        state: AlertState::Active,
-                        accepted_at: a.accepted_at,
-                        expires: a.expires,
-                        msg_type: format!("{:?}", a.msg_type),
-                        status: a.status.clone(),
-                        references: refs,
-                        replaced_by: None,
-                        targeted: a.targeted.clone(),
-                        expansion: a.expansion.clone(),
-                    };
-                    let bytes = serde_json::to_vec(&rec).map_err(corrupt)?;
-                    alerts.insert(seq, bytes.as_slice())?;
-                    envs.insert(seq, &*a.envelope)?;
-                    ids.insert(a.alert_id.as_str(), seq)?;
-                    outcomes.push(CommitOutcome::Accepted(rec));
+                    });
                 }
-                meta.insert("next_alert", next)?;
+                if next != first {
+                    t.meta.insert("next_alert", next)?;
+                }
             }
             tx.commit()?;
             Ok(outcomes)
@@ -344,46 +323,24 @@ impl Journal {
         state: AlertState,
         cursors: &[(String, CursorRecord)],
     ) -> Result<(), JournalError> {
-        self.with_db(|db| {
-            let mut tx = db.begin_write()?;
-            tx.set_durability(Durability::None)?;
-            {
-                let mut t = tx.open_table(ALERTS)?;
-                let mut rec = read_alert(&t, seq)?;
-                if rec.state.is_live() {
-                    rec.state = state;
-                    let bytes = serde_json::to_vec(&rec).map_err(corrupt)?;
-                    t.insert(seq, bytes.as_slice())?;
-                }
-                let mut c = tx.open_table(CURSORS)?;
-                for (name, cur) in cursors {
-                    let bytes = serde_json::to_vec(cur).map_err(corrupt)?;
-                    c.insert((seq, name.as_str()), bytes.as_slice())?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
+        self.write(&[Change::Finish {
+            seq,
+            state,
+            cursors: cursors.to_vec(),
+        }])
+        .map(drop)
     }
 
     /// Commit a batch of cursors durably in one transaction.
     pub fn save_cursors(&self, items: &[(u64, &str, CursorRecord)]) -> Result<(), JournalError> {
-        self.with_db(|db| {
-            if items.is_empty() {
-                return Ok(());
-            }
-            let mut tx = db.begin_write()?;
-            tx.set_durability(Durability::Immediate)?;
-            {
-                let mut t = tx.open_table(CURSORS)?;
-                for (seq, ch, c) in items {
-                    let bytes = serde_json::to_vec(c).map_err(corrupt)?;
-                    t.insert((*seq, *ch), bytes.as_slice())?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
+        if items.is_empty() {
+            return Ok(());
+        }
+        let rows = items
+            .iter()
+            .map(|(seq, name, c)| (*seq, (*name).to_string(), c.clone()))
+            .collect();
+        self.write(&[Change::Cursors(rows)]).map(drop)
     }
 
     /// Every job cursor of an alert, by channel name.
@@ -496,6 +453,127 @@ impl SubscriberImport {
             meta.insert("next_subscriber", u64::from(self.next))?;
         }
         self.tx.commit()?;
+        Ok(())
+    }
+}
+
+/// One change for [`Journal::write`].
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A new alert: durable before its receipt.
+    Alert(Box<NewAlert>),
+    /// An alert's final state with the cursors its jobs left uncommitted
+    /// (not fsynced on its own; see [`Journal::finish`]). The state is kept
+    /// when the alert is no longer live.
+    Finish {
+        seq: u64,
+        state: AlertState,
+        cursors: Vec<(String, CursorRecord)>,
+    },
+    /// Job cursors `(alert seq, journal name, cursor)`: durable.
+    Cursors(Vec<(u64, String, CursorRecord)>),
+}
+
+impl Change {
+    pub(super) fn needs_fsync(&self) -> bool {
+        !matches!(self, Self::Finish { .. })
+    }
+}
+
+/// The tables one write transaction touches.
+struct Tables<'t> {
+    alerts: redb::Table<'t, u64, &'static [u8]>,
+    envs: redb::Table<'t, u64, &'static [u8]>,
+    ids: redb::Table<'t, &'static str, u64>,
+    meta: redb::Table<'t, &'static str, u64>,
+    cursors: redb::Table<'t, (u64, &'static str), &'static [u8]>,
+}
+
+impl Tables<'_> {
+    /// Journal one new alert as `next` (advanced when accepted), or refuse
+    /// it (identifier reused, unknown reference) changing nothing.
+    fn put_alert(&mut self, a: &NewAlert, next: &mut u64) -> Result<CommitOutcome, JournalError> {
+        if let Some(seq) = self.ids.get(a.alert_id.as_str())?.map(|v| v.value()) {
+            let rec = read_alert(&self.alerts, seq)?;
+            return Ok(if rec.digest == a.digest {
+                CommitOutcome::Duplicate(rec)
+            } else {
+                CommitOutcome::Rejected(Rejection::new(
+                    RejectCode::IdentifierReused,
+                    "this alert id was accepted before with different content",
+                ))
+            });
+        }
+        let mut refs = Vec::with_capacity(a.references.len());
+        for r in &a.references {
+            let Some(s) = self.ids.get(r.as_str())?.map(|v| v.value()) else {
+                return Ok(CommitOutcome::Rejected(Rejection::new(
+                    RejectCode::ReferenceUnknown,
+                    "a referenced alert was never accepted here",
+                )));
+            };
+            refs.push(s);
+        }
+        let seq = *next;
+        *next += 1;
+        let new_state = match a.msg_type {
+            MsgType::Cancel => AlertState::Cancelled,
+            _ => AlertState::Superseded,
+        };
+        for &r in &refs {
+            let mut old = read_alert(&self.alerts, r)?;
+            if old.state.is_live() || old.state == AlertState::Completed {
+                old.state = new_state;
+                old.replaced_by = Some(seq);
+                let bytes = serde_json::to_vec(&old).map_err(corrupt)?;
+                self.alerts.insert(r, bytes.as_slice())?;
+            }
+        }
+        let rec = AlertRecord {
+            seq,
+            receipt: a.receipt.clone(),
+            alert_id: a.alert_id.clone(),
+            authority: a.authority.clone(),
+            digest: a.digest.clone(),
+            state: AlertState::Active,
+            accepted_at: a.accepted_at,
+            expires: a.expires,
+            msg_type: format!("{:?}", a.msg_type),
+            status: a.status.clone(),
+            references: refs,
+            replaced_by: None,
+            targeted: a.targeted.clone(),
+            expansion: a.expansion.clone(),
+        };
+        let bytes = serde_json::to_vec(&rec).map_err(corrupt)?;
+        self.alerts.insert(seq, bytes.as_slice())?;
+        self.envs.insert(seq, &*a.envelope)?;
+        self.ids.insert(a.alert_id.as_str(), seq)?;
+        Ok(CommitOutcome::Accepted(rec))
+    }
+
+    /// Set a live alert's final state and write its last cursors.
+    fn put_finish(
+        &mut self,
+        seq: u64,
+        state: AlertState,
+        cursors: &[(String, CursorRecord)],
+    ) -> Result<(), JournalError> {
+        let mut rec = read_alert(&self.alerts, seq)?;
+        if rec.state.is_live() {
+            rec.state = state;
+            let bytes = serde_json::to_vec(&rec).map_err(corrupt)?;
+            self.alerts.insert(seq, bytes.as_slice())?;
+        }
+        for (name, c) in cursors {
+            self.put_cursor(seq, name, c)?;
+        }
+        Ok(())
+    }
+
+    fn put_cursor(&mut self, seq: u64, name: &str, c: &CursorRecord) -> Result<(), JournalError> {
+        let bytes = serde_json::to_vec(c).map_err(corrupt)?;
+        self.cursors.insert((seq, name), bytes.as_slice())?;
         Ok(())
     }
 }

@@ -1,0 +1,140 @@
+//! The daemon's own runtimes, so that receipts never wait behind the
+//! fan-out (DESIGN §10: receipt p99 ≤ 5 ms at 1,000 alerts/s while a large
+//! fan-out runs):
+//!
+//! - **ingest** (`tocsin-ingest`, one worker): QUIC, verification and
+//!   receipts, at the process's priority;
+//! - **fan-out** (`tocsin-fanout`, one worker per core): jobs, channels and
+//!   their connections, with every thread (blocking ones too) at a higher
+//!   nice value (`dispatch.nice`), so that when the cores are saturated by
+//!   deliveries the ingest and journal threads still run as soon as they
+//!   wake. The fan-out still takes every cycle nobody else wants.
+//!
+//! Both are dropped from async code and so shut down in the background.
+
+use std::future::Future;
+
+use tokio::runtime::{Builder, EnterGuard, Handle, Runtime};
+
+/// A runtime of the daemon's own; shuts down in the background on drop.
+pub struct Dedicated(Option<Runtime>);
+
+impl Dedicated {
+    /// The ingest runtime: one worker thread at normal priority.
+    pub fn ingest() -> std::io::Result<Self> {
+        Self::new("tocsin-ingest", Some(1), 0)
+    }
+
+    /// The fan-out runtime: one worker per core, each thread `nice` steps
+    /// below the process's priority (0 leaves it alone).
+    pub fn fanout(nice: i32) -> std::io::Result<Self> {
+        Self::new("tocsin-fanout", None, nice)
+    }
+
+    /// A runtime of `workers` threads (one per core when `None`) named
+    /// `name`, every thread `nice` steps below the process's priority.
+    pub fn new(name: &str, workers: Option<usize>, nice: i32) -> std::io::Result<Self> {
+        let mut b = Builder::new_multi_thread();
+        if let Some(n) = workers {
+            b.worker_threads(n.max(1));
+        }
+        b.thread_name(name)
+            .on_thread_start(move || lower_priority(nice))
+            .enable_all()
+            .build()
+            .map(|rt| Self(Some(rt)))
+    }
+
+    /// The runtime's handle.
+    pub fn handle(&self) -> Option<&Handle> {
+        self.0.as_ref().map(|rt| rt.handle())
+    }
+
+    /// Enter the runtime: what is spawned or bound under the guard (quinn's
+    /// endpoint driver, the dispatcher's tasks) runs there.
+    pub fn enter(&self) -> Option<EnterGuard<'_>> {
+        self.handle().map(|h| h.enter())
+    }
+
+    /// Spawn a task on this runtime.
+    pub fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match self.handle() {
+            Some(h) => h.spawn(f),
+            None => tokio::spawn(f),
+        }
+    }
+}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Raise the calling thread's nice value by `nice` (Linux: nice is per
+/// thread). Raising it needs no privilege; a failure only costs latency.
+fn lower_priority(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and getpriority/setpriority on our own thread id
+        // have no memory-safety preconditions.
+        let tid = unsafe { libc::gettid() };
+        let Ok(who) = libc::id_t::try_from(tid) else {
+            return;
+        };
+        // SAFETY: as above.
+        let now = unsafe { libc::getpriority(libc::PRIO_PROCESS, who) };
+        // SAFETY: as above.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, who, (now + nice).min(19)) };
+        if rc != 0 {
+            tracing::debug!("could not lower the fan-out thread's priority");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn fanout_threads_run_at_a_higher_nice_value() {
+        let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let rt = Dedicated::fanout(7).unwrap();
+        let (nice, name) = rt
+            .handle()
+            .unwrap()
+            .block_on(async {
+                tokio::spawn(async {
+                    let tid = unsafe { libc::gettid() } as libc::id_t;
+                    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
+                    (nice, std::thread::current().name().map(str::to_owned))
+                })
+                .await
+            })
+            .unwrap();
+        assert_eq!(nice, (own + 7).min(19));
+        assert_eq!(name.as_deref(), Some("tocsin-fanout"));
+        let ingest = Dedicated::ingest().unwrap();
+        let nice = ingest
+            .handle()
+            .unwrap()
+            .block_on(async {
+                tokio::spawn(async {
+                    let tid = unsafe { libc::gettid() } as libc::id_t;
+                    unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) }
+                })
+                .await
+            })
+            .unwrap();
+        assert_eq!(nice, own);
+    }
+}
