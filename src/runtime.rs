@@ -76,27 +76,18 @@ impl Drop for Dedicated {
     }
 }
 
-/// Raise the calling thread's nice value by `nice` (Linux: nice is per
+/// Raise the calling thread's nice value by `nice` (on Linux nice is per
 /// thread). Raising it needs no privilege; a failure only costs latency.
 fn lower_priority(nice: i32) {
     if nice <= 0 {
         return;
     }
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     {
-        // SAFETY: gettid and getpriority/setpriority on our own thread id
-        // have no memory-safety preconditions.
-        let tid = unsafe { libc::gettid() };
-        let Ok(who) = libc::id_t::try_from(tid) else {
-            return;
-        };
-        // SAFETY: as above.
-        let now = unsafe { libc::getpriority(libc::PRIO_PROCESS, who) };
-        // SAFETY: as above.
-        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, who, (now + nice).min(19)) };
-        if rc != 0 {
-            tracing::debug!("could not lower the fan-out thread's priority");
-        }
+        // SAFETY: nice(2) changes the calling thread's priority only; it has
+        // no memory-safety preconditions. -1 is also a valid result, so
+        // failures are not told apart (nothing to do about one anyway).
+        let _ = unsafe { libc::nice(nice) };
     }
 }
 
@@ -114,8 +105,7 @@ mod tests {
             .unwrap()
             .block_on(async {
                 tokio::spawn(async {
-                    let tid = unsafe { libc::gettid() } as libc::id_t;
-                    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
+                    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
                     (nice, std::thread::current().name().map(str::to_owned))
                 })
                 .await
@@ -128,11 +118,7 @@ mod tests {
             .handle()
             .unwrap()
             .block_on(async {
-                tokio::spawn(async {
-                    let tid = unsafe { libc::gettid() } as libc::id_t;
-                    unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) }
-                })
-                .await
+                tokio::spawn(async { unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) } }).await
             })
             .unwrap();
         assert_eq!(nice, own);

@@ -251,3 +251,117 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(n: u64, digest: u64) -> NewAlert {
+        NewAlert {
+            alert_id: format!("police.gz@example.gov.cn,W-{n},2026-11-29T10:00:00+08:00"),
+            receipt: format!("r-{n}"),
+            authority: "gz".into(),
+            digest: format!("{digest:064x}"),
+            envelope: Arc::from(vec![0u8; 512]),
+            accepted_at: Utc::now(),
+            expires: None,
+            msg_type: MsgType::Alert,
+            status: "Actual".into(),
+            references: Vec::new(),
+            targeted: BTreeMap::new(),
+            expansion: None,
+        }
+    }
+
+    fn cursor(delivered: u64, done: bool) -> CursorRecord {
+        CursorRecord {
+            key: Some((7, 9)),
+            delivered,
+            failed: 0,
+            dropped: 0,
+            done,
+        }
+    }
+
+    fn seq(o: &CommitOutcome) -> u64 {
+        match o {
+            CommitOutcome::Accepted(r) | CommitOutcome::Duplicate(r) => r.seq,
+            CommitOutcome::Rejected(r) => panic!("{r:?}"),
+        }
+    }
+
+    /// Alerts, cursors and final states from many callers at once all land,
+    /// each alert with its own sequence number, duplicates recognised; a
+    /// final state for an unknown alert fails nobody.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_writer_takes_every_kind_of_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::open(dir.path()).unwrap());
+        let w = GroupCommitter::start(journal.clone(), 8, Metrics::new());
+        let mut tasks = Vec::new();
+        for n in 0..64u64 {
+            let w = w.clone();
+            tasks.push(tokio::spawn(async move {
+                let o = w.commit(alert(n, n)).await.unwrap();
+                let s = seq(&o);
+                w.save_cursors(vec![(s, "feed".into(), cursor(n, false))])
+                    .await
+                    .unwrap();
+                w.finish(999_999, AlertState::Completed, Vec::new())
+                    .await
+                    .unwrap();
+                w.finish(
+                    s,
+                    AlertState::Completed,
+                    vec![("feed".into(), cursor(n, true))],
+                )
+                .await
+                .unwrap();
+                (n, s)
+            }));
+        }
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.push(t.await.unwrap());
+        }
+        let mut distinct: Vec<u64> = seqs.iter().map(|(_, s)| *s).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct, (1..=64).collect::<Vec<_>>());
+        for &(n, s) in &seqs {
+            let rec = journal.alert(s).unwrap().unwrap();
+            assert_eq!(rec.state, AlertState::Completed);
+            assert_eq!(rec.receipt, format!("r-{n}"));
+            let c = &journal.cursors(s).unwrap()["feed"];
+            assert!(c.done && c.delivered == n, "{c:?}");
+        }
+        // The same envelope again is a duplicate; other bytes under the same
+        // id are refused; neither takes a sequence number.
+        let (n, s) = seqs[5];
+        assert!(
+            matches!(w.commit(alert(n, n)).await.unwrap(), CommitOutcome::Duplicate(r) if r.seq == s)
+        );
+        assert!(matches!(
+            w.commit(alert(n, n + 1000)).await.unwrap(),
+            CommitOutcome::Rejected(_)
+        ));
+        assert_eq!(seq(&w.commit(alert(100, 100)).await.unwrap()), 65);
+    }
+
+    /// A final state alone is written within the linger, without a durable
+    /// write to carry it.
+    #[tokio::test]
+    async fn a_final_state_alone_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::open(dir.path()).unwrap());
+        let w = GroupCommitter::start(journal.clone(), 8, Metrics::new());
+        let s = seq(&w.commit(alert(1, 1)).await.unwrap());
+        let t0 = Instant::now();
+        w.finish(s, AlertState::Expired, Vec::new()).await.unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        assert_eq!(
+            journal.alert(s).unwrap().unwrap().state,
+            AlertState::Expired
+        );
+    }
+}
