@@ -346,6 +346,11 @@ mod tests {
             CommitOutcome::Rejected(_)
         ));
         assert_eq!(seq(&w.commit(alert(100, 100)).await.unwrap()), 65);
+        // A stale flush after the final state leaves the cursor finished.
+        w.save_cursors(vec![(s, "feed".into(), cursor(1, false))])
+            .await
+            .unwrap();
+        assert!(journal.cursors(s).unwrap()["feed"].done);
     }
 
     /// A final state alone is written within the linger, without a durable

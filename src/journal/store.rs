@@ -577,7 +577,18 @@ impl Tables<'_> {
         Ok(())
     }
 
+    /// Write a job cursor. A finished cursor is final: a flush that read the
+    /// board before the job's last batch may reach the writer after the
+    /// alert's final state, and must not turn it back to unfinished.
     fn put_cursor(&mut self, seq: u64, name: &str, c: &CursorRecord) -> Result<(), JournalError> {
+        if !c.done {
+            if let Some(old) = self.cursors.get((seq, name))? {
+                let old: CursorRecord = serde_json::from_slice(old.value()).map_err(corrupt)?;
+                if old.done {
+                    return Ok(());
+                }
+            }
+        }
         let bytes = serde_json::to_vec(c).map_err(corrupt)?;
         self.cursors.insert((seq, name), bytes.as_slice())?;
         Ok(())
