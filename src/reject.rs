@@ -35,6 +35,7 @@ pub enum RejectCode {
     SentOutOfWindow,
     IdentifierReused,
     ReferenceUnknown,
+    ReferenceForeign,
     RateLimited,
     Internal,
     StoreUnavailable,
@@ -42,7 +43,7 @@ pub enum RejectCode {
 
 impl RejectCode {
     /// Every code, in README order.
-    pub const ALL: [RejectCode; 31] = [
+    pub const ALL: [RejectCode; 32] = [
         Self::EnvelopeTooLarge,
         Self::EnvelopeMalformed,
         Self::SignatureInvalid,
@@ -71,6 +72,7 @@ impl RejectCode {
         Self::SentOutOfWindow,
         Self::IdentifierReused,
         Self::ReferenceUnknown,
+        Self::ReferenceForeign,
         Self::RateLimited,
         Self::Internal,
         Self::StoreUnavailable,
@@ -107,6 +109,7 @@ impl RejectCode {
             Self::SentOutOfWindow => "sent_out_of_window",
             Self::IdentifierReused => "identifier_reused",
             Self::ReferenceUnknown => "reference_unknown",
+            Self::ReferenceForeign => "reference_foreign",
             Self::RateLimited => "rate_limited",
             Self::Internal => "internal_error",
             Self::StoreUnavailable => "store_unavailable",
@@ -154,6 +157,9 @@ impl RejectCode {
             Self::IdentifierReused => "the alert id was accepted before with different bytes",
             Self::ReferenceUnknown => {
                 "an Update/Cancel references an alert that was never accepted"
+            }
+            Self::ReferenceForeign => {
+                "an Update/Cancel references an alert another authority issued"
             }
             Self::RateLimited => "the authority exceeded its submission rate",
             Self::Internal => "the daemon failed to journal the alert; nothing was accepted",

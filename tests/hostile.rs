@@ -122,6 +122,20 @@ fn rows() -> Vec<Row> {
             "identifier_reused",
             gz(&good.replace("Li Xiaoming", "Li Xiao-ming")),
         ),
+        // bj lists no senders, so it may write gz's; its own event, inside
+        // its own area, signed with its own key: everything checks out but
+        // whose alert it is.
+        row(
+            "bj cancels gz's alert",
+            "reference_foreign",
+            sign(
+                &follow_up(good, "hostile-foreign", "Cancel")
+                    .replace("<value>CAE</value>", "<value>MCA</value>")
+                    .replace(CIRCLE, "<circle>39.9042,116.4074 10</circle>"),
+                "bj-1",
+                &key(4),
+            ),
+        ),
     ];
 
     // --- QUIC stream and CBOR framing -------------------------------------
@@ -713,6 +727,12 @@ async fn hostile_inputs_get_stable_codes_and_change_nothing() {
         accepted.len(),
         3,
         "baseline, the alert during the slowloris, the last one"
+    );
+    // … and the foreign Cancel left gz's baseline alone.
+    let baseline = d.journal().alert(1).unwrap().unwrap();
+    assert!(
+        baseline.replaced_by.is_none() && baseline.state != tocsin::journal::AlertState::Cancelled,
+        "{baseline:?}"
     );
     // … and the partner got exactly those envelopes, nothing else.
     assert!(

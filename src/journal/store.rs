@@ -512,6 +512,14 @@ impl Tables<'_> {
                     "a referenced alert was never accepted here",
                 )));
             };
+            // Only the authority that issued an alert may update or cancel
+            // it (the CAP sender in a reference proves nothing).
+            if read_alert(&self.alerts, s)?.authority != a.authority {
+                return Ok(CommitOutcome::Rejected(Rejection::new(
+                    RejectCode::ReferenceForeign,
+                    "a referenced alert was issued by another authority",
+                )));
+            }
             refs.push(s);
         }
         let seq = *next;
