@@ -59,6 +59,13 @@ pub struct IngestSettings {
     pub max_concurrent_streams: u32,
     /// A stream must deliver its envelope within this time.
     pub read_timeout_ms: u64,
+    /// Envelope bytes all streams being read may hold at once (at least
+    /// `max_envelope_bytes`); a stream that finds it spent waits, inside its
+    /// read timeout. Bounds the memory many stalled streams can take.
+    pub max_buffered_bytes: usize,
+    /// QUIC connections at once; more are refused. Each may also hold two
+    /// envelopes' worth of unread data in quinn's buffers.
+    pub max_connections: usize,
     /// Alerts per group commit at most.
     pub commit_batch: usize,
     /// Receive and send buffer of the ingest UDP socket. Bursts from many
@@ -82,6 +89,8 @@ impl Default for IngestSettings {
             client_ca: None,
             max_concurrent_streams: 256,
             read_timeout_ms: 10_000,
+            max_buffered_bytes: 64 << 20,
+            max_connections: 1024,
             commit_batch: 256,
             udp_buffer_bytes: 8 << 20,
             max_alerts_per_sec: None,
@@ -554,7 +563,8 @@ pub struct CircleSettings {
 pub struct AuthoritySettings {
     pub id: String,
     pub name: String,
-    /// CAP `sender` values this authority may use; empty = any.
+    /// CAP `sender` values this authority may use; empty = any sender that
+    /// no other authority lists. A sender belongs to one authority.
     #[serde(default)]
     pub senders: Vec<String>,
     pub keys: Vec<KeySettings>,
@@ -767,6 +777,12 @@ impl Settings {
         }
         if self.ingest.commit_batch == 0 {
             return bad("ingest.commit_batch must be > 0".into());
+        }
+        if self.ingest.max_connections == 0 {
+            return bad("ingest.max_connections must be > 0".into());
+        }
+        if self.ingest.max_buffered_bytes < self.ingest.max_envelope_bytes {
+            return bad("ingest.max_buffered_bytes must be at least max_envelope_bytes".into());
         }
         if let Some(r) = self.ingest.max_alerts_per_sec {
             if !(r.is_finite() && r > 0.0) {

@@ -476,6 +476,8 @@ impl Daemon {
             max_concurrent_streams: settings.ingest.max_concurrent_streams,
             read_timeout: Duration::from_millis(settings.ingest.read_timeout_ms),
             udp_buffer_bytes: settings.ingest.udp_buffer_bytes,
+            max_buffered_bytes: settings.ingest.max_buffered_bytes,
+            max_connections: settings.ingest.max_connections,
         };
         // Ingest runs on a runtime thread of its own, so receipts never queue
         // behind the fan-out's tasks (DESIGN §10: receipt p99 ≤ 5 ms at

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub retries: Family<ReasonLabel, Counter>,
     pub channel_up: Family<ChannelLabel, Gauge>,
     pub journal_commit_seconds: Histogram,
+    /// Envelope bytes held by ingest streams being read (the read budget).
+    pub ingest_buffered_bytes: Gauge,
     /// Provider round trip of one push request (request sent → response).
     pub push_request_seconds: HistFamily<ChannelLabel>,
     /// Open HTTP/2 connections per provider.
@@ -169,6 +171,12 @@ impl Metrics {
             "Durable journal commit latency (one group commit)",
             journal_commit_seconds.clone(),
         );
+        let ingest_buffered_bytes = Gauge::default();
+        r.register(
+            "tocsin_ingest_buffered_bytes",
+            "Envelope bytes held by ingest streams being read (bounded by ingest.max_buffered_bytes)",
+            ingest_buffered_bytes.clone(),
+        );
         let push_request_seconds: HistFamily<ChannelLabel> =
             Family::new_with_constructor(latency_histogram);
         r.register(
@@ -232,6 +240,7 @@ impl Metrics {
             retries,
             channel_up,
             journal_commit_seconds,
+            ingest_buffered_bytes,
             push_request_seconds,
             push_connections,
             recipients_dropped,

@@ -122,14 +122,17 @@ fn rows() -> Vec<Row> {
             "identifier_reused",
             gz(&good.replace("Li Xiaoming", "Li Xiao-ming")),
         ),
-        // bj lists no senders, so it may write gz's; its own event, inside
-        // its own area, signed with its own key: everything checks out but
-        // whose alert it is.
+        // bj's own sender, event and area, signed with its own key:
+        // everything checks out but whose alert it cancels.
         row(
             "bj cancels gz's alert",
             "reference_foreign",
             sign(
                 &follow_up(good, "hostile-foreign", "Cancel")
+                    .replace(
+                        "<sender>police.gz@example.gov.cn</sender>",
+                        "<sender>police.bj@example.gov.cn</sender>",
+                    )
                     .replace("<value>CAE</value>", "<value>MCA</value>")
                     .replace(CIRCLE, "<circle>39.9042,116.4074 10</circle>"),
                 "bj-1",
@@ -276,7 +279,7 @@ fn rows() -> Vec<Row> {
     ));
     v.push(row(
         "bj's own key claiming gz's sender and Guangzhou area",
-        "outside_jurisdiction",
+        "sender_mismatch",
         sign(&alert_xml("hostile-bj"), "bj-1", &key(4)),
     ));
     v.push(row(
@@ -586,17 +589,20 @@ fn rows() -> Vec<Row> {
 /// A raw QUIC connection to the ingest endpoint (for streams the client
 /// helper cannot produce).
 async fn raw_connection(dir: &Path, addr: SocketAddr) -> (quinn::Endpoint, quinn::Connection) {
+    try_raw_connection(dir, addr).await.expect("handshake")
+}
+
+async fn try_raw_connection(
+    dir: &Path,
+    addr: SocketAddr,
+) -> Result<(quinn::Endpoint, quinn::Connection), quinn::ConnectionError> {
     let roots = tocsin::tls::load_certs(&dir.join("dev/cert.pem")).expect("dev cert");
     let tls = tocsin::tls::client_config(roots, None).expect("tls");
     let crypto = QuicClientConfig::try_from(tls).expect("quic tls");
     let mut ep = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
     ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let conn = ep
-        .connect(addr, "localhost")
-        .expect("connect")
-        .await
-        .expect("handshake");
-    (ep, conn)
+    let conn = ep.connect(addr, "localhost").expect("connect").await?;
+    Ok((ep, conn))
 }
 
 /// The receipt on `recv`, or `NO_RECEIPT` when the stream ends without one.
@@ -864,4 +870,79 @@ fn hostile_config_fails_with_a_clear_message() {
         }
     }
     assert!(failures.is_empty(), "\n  {}", failures.join("\n  "));
+}
+
+/// Stalled streams cannot hold more than `ingest.max_buffered_bytes`
+/// between them, and connections beyond `ingest.max_connections` are
+/// refused. Six streams on three connections each send 60 KiB and stall,
+/// against a 256 KiB budget: what the daemon holds never passes the budget,
+/// a valid alert is still accepted (within the read timeout, when the
+/// stalled streams are let go), a fifth connection is refused, and every
+/// stalled stream is answered `envelope_malformed` and gives its bytes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_streams_stay_within_the_read_budget() {
+    const KIB: usize = 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path(), &[]);
+    s.ingest.max_envelope_bytes = 64 * KIB;
+    s.ingest.max_buffered_bytes = 256 * KIB;
+    s.ingest.read_timeout_ms = READ_TIMEOUT_MS;
+    s.ingest.max_connections = 4;
+    let d = Daemon::start(s, Extras::default()).await.unwrap();
+    let held = || d.metrics.ingest_buffered_bytes.get() as usize;
+
+    let mut conns = Vec::new();
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let (ep, conn) = raw_connection(dir.path(), d.ingest_addr).await;
+        for _ in 0..2 {
+            let (mut send, recv) = conn.open_bi().await.unwrap();
+            send.write_all(&vec![0xa5; 60 * KIB]).await.unwrap();
+            stalled.push((send, recv));
+        }
+        conns.push((ep, conn));
+    }
+    let t_stall = Instant::now();
+    // The daemon reads until the budget is (nearly) spent, and no further.
+    assert!(
+        wait_for(5, || held() > 192 * KIB).await,
+        "held {} bytes",
+        held()
+    );
+    let mut most = 0;
+    for _ in 0..20 {
+        most = most.max(held());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(most <= 256 * KIB, "held {most} bytes, budget 256 KiB");
+
+    // A fourth connection submits a valid alert: accepted, at the latest
+    // once the stalled streams time out and give their budget back.
+    let c = client(dir.path(), d.ingest_addr).await;
+    let t = Instant::now();
+    let r = c.submit(&gz(&alert_xml("budget-ok"))).await.unwrap();
+    assert!(matches!(r, Receipt::Accepted { .. }), "{r:?}");
+    println!(
+        "budget: held at most {most} bytes; the valid alert took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(READ_TIMEOUT_MS + 3_000),
+        "{:?}",
+        t.elapsed()
+    );
+    // A fifth is refused while four are open.
+    assert!(try_raw_connection(dir.path(), d.ingest_addr).await.is_err());
+
+    for (_, mut recv) in stalled {
+        assert_eq!(outcome(&receipt(&mut recv).await), "envelope_malformed");
+    }
+    assert!(t_stall.elapsed() >= Duration::from_millis(READ_TIMEOUT_MS - 500));
+    assert!(wait_for(5, || held() == 0).await, "held {} bytes", held());
+    c.close().await;
+    for (ep, conn) in conns {
+        conn.close(0u32.into(), b"done");
+        ep.wait_idle().await;
+    }
+    d.shutdown().await;
 }

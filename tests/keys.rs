@@ -119,6 +119,9 @@ async fn reload_swaps_authorities_keeps_buckets_and_refuses_bad_config() {
     next.authorities.retain(|a| a.id != "bj");
     let mut shz = s.authorities[1].clone();
     shz.id = "shz".into();
+    shz.senders = vec!["police.shz@example.gov.cn".into()];
+    let shz_small =
+        |ident: &str| small(ident).replace("police.gz@example.gov.cn", "police.shz@example.gov.cn");
     shz.events = vec!["CAE".into()];
     shz.keys = vec![key_settings("shz-1", 10)];
     shz.jurisdiction = s.authorities[0].jurisdiction.clone();
@@ -143,7 +146,7 @@ async fn reload_swaps_authorities_keeps_buckets_and_refuses_bad_config() {
         .unwrap();
     assert_eq!(code(&r), "key_unknown");
     let r = c
-        .submit(&sign(&small("rl-c"), "shz-1", &key(10)))
+        .submit(&sign(&shz_small("rl-c"), "shz-1", &key(10)))
         .await
         .unwrap();
     assert!(accepted(&r), "new authority: {r:?}");
@@ -166,7 +169,7 @@ async fn reload_swaps_authorities_keeps_buckets_and_refuses_bad_config() {
     let e = d.reload(&bad).unwrap_err().to_string();
     assert!(e.contains("shz-1") && e.contains("base64"), "{e}");
     let r = c
-        .submit(&sign(&small("rl-f"), "shz-1", &key(10)))
+        .submit(&sign(&shz_small("rl-f"), "shz-1", &key(10)))
         .await
         .unwrap();
     assert!(
@@ -174,7 +177,7 @@ async fn reload_swaps_authorities_keeps_buckets_and_refuses_bad_config() {
         "old registry stays after a refused reload: {r:?}"
     );
     let r = c
-        .submit(&sign(&small("rl-g"), "shz-2", &key(11)))
+        .submit(&sign(&shz_small("rl-g"), "shz-2", &key(11)))
         .await
         .unwrap();
     assert_eq!(code(&r), "key_unknown");

@@ -317,7 +317,7 @@ impl Verifier {
             reject(code, e.to_string())
         })?;
 
-        if !primary.senders.is_empty() && !primary.senders.contains(&alert.sender) {
+        if !registry.may_use_sender(first, &alert.sender) {
             return Err(reject(
                 RejectCode::SenderMismatch,
                 format!("authority {} may not use this sender", primary.id),

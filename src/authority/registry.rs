@@ -30,6 +30,12 @@ pub enum RegistryError {
     },
     #[error("key id {0:?} is used twice")]
     DuplicateKid(String),
+    #[error("sender {sender:?} is listed by authorities {first:?} and {second:?}; a sender belongs to one authority")]
+    DuplicateSender {
+        sender: String,
+        first: String,
+        second: String,
+    },
     #[error("{owner}: area: {reason}")]
     Area { owner: String, reason: String },
     #[error("authority {0:?}: unknown status {1:?}")]
@@ -152,6 +158,8 @@ pub struct Authority {
 pub struct Registry {
     authorities: Vec<Authority>,
     keys: HashMap<String, AuthorityKey>,
+    /// Every listed CAP sender → the authority listing it.
+    sender_owner: HashMap<String, usize>,
 }
 
 /// Decode a base64 raw Ed25519 public key.
@@ -216,6 +224,18 @@ impl Registry {
                     return Err(RegistryError::DuplicateKid(k.kid.clone()));
                 }
             }
+            for sender in &a.senders {
+                if let Some(&other) = reg.sender_owner.get(sender) {
+                    if other != idx {
+                        return Err(RegistryError::DuplicateSender {
+                            sender: sender.clone(),
+                            first: settings[other].id.clone(),
+                            second: a.id.clone(),
+                        });
+                    }
+                }
+                reg.sender_owner.insert(sender.clone(), idx);
+            }
             let per_sec = f64::from(a.rate_per_minute.max(1)) / 60.0;
             reg.authorities.push(Authority {
                 id: a.id.clone(),
@@ -250,6 +270,17 @@ impl Registry {
     /// The authority with this id.
     pub fn by_id(&self, id: &str) -> Option<&Authority> {
         self.authorities.iter().find(|a| a.id == id)
+    }
+
+    /// Whether the authority at `idx` may issue under CAP `sender`: one of
+    /// its listed senders; with none listed, any sender no other authority
+    /// lists (so nobody can write in another authority's name).
+    pub fn may_use_sender(&self, idx: usize, sender: &str) -> bool {
+        if self.authorities[idx].senders.is_empty() {
+            self.sender_owner.get(sender).is_none_or(|&o| o == idx)
+        } else {
+            self.authorities[idx].senders.contains(sender)
+        }
     }
 
     /// The authority at `idx` (as a key names it).
@@ -292,5 +323,74 @@ impl Registry {
             }
         }
         kept
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authorities(toml_text: &str) -> Vec<AuthoritySettings> {
+        #[derive(serde::Deserialize)]
+        struct File {
+            authorities: Vec<AuthoritySettings>,
+        }
+        toml::from_str::<File>(toml_text).unwrap().authorities
+    }
+
+    fn two(gz_senders: &str, bj_senders: &str) -> String {
+        use base64::Engine;
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let key = base64::engine::general_purpose::STANDARD.encode(key.as_bytes());
+        format!(
+            r#"
+[[authorities]]
+id = "gz"
+name = "Guangzhou"
+senders = {gz_senders}
+events = ["CAE"]
+jurisdiction = {{ everywhere = true }}
+keys = [{{ kid = "gz-1", public_key = "{key}" }}]
+[[authorities]]
+id = "bj"
+name = "Beijing"
+senders = {bj_senders}
+events = ["CAE"]
+jurisdiction = {{ everywhere = true }}
+keys = [{{ kid = "bj-1", public_key = "{key}" }}]
+"#
+        )
+    }
+
+    #[test]
+    fn a_sender_belongs_to_one_authority() {
+        let geo = GeocodeTable::embedded();
+        let base = Path::new(".");
+        let r = Registry::from_settings(
+            &authorities(&two(r#"["police.gz@example.gov.cn"]"#, "[]")),
+            &geo,
+            base,
+        )
+        .unwrap();
+        // gz: only its own; bj (none listed): anything but gz's.
+        assert!(r.may_use_sender(0, "police.gz@example.gov.cn"));
+        assert!(!r.may_use_sender(0, "police.bj@example.gov.cn"));
+        assert!(!r.may_use_sender(1, "police.gz@example.gov.cn"));
+        assert!(r.may_use_sender(1, "police.bj@example.gov.cn"));
+
+        let e = Registry::from_settings(
+            &authorities(&two(
+                r#"["police.gz@example.gov.cn"]"#,
+                r#"["police.bj@example.gov.cn", "police.gz@example.gov.cn"]"#,
+            )),
+            &geo,
+            base,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, RegistryError::DuplicateSender { sender, first, second }
+                if sender == "police.gz@example.gov.cn" && first == "gz" && second == "bj"),
+            "{e}"
+        );
     }
 }

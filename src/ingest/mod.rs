@@ -2,6 +2,7 @@
 //! pipeline from bytes to a durable, dispatched alert (`pipeline`), and the
 //! widening schedule of an alert (`widening`).
 
+pub mod budget;
 pub mod pipeline;
 pub mod protocol;
 pub mod quic;

@@ -5,12 +5,14 @@
 //! rejection receipt and are stopped.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::crypto::rustls::QuicServerConfig;
 use tokio_util::sync::CancellationToken;
 
+use super::budget::{ReadBudget, ReadFailure};
 use super::pipeline::Pipeline;
 use super::protocol::Receipt;
 use crate::metrics::Metrics;
@@ -24,6 +26,10 @@ pub struct IngestLimits {
     pub read_timeout: Duration,
     /// Receive and send buffer of the UDP socket (see `ingest.udp_buffer_bytes`).
     pub udp_buffer_bytes: usize,
+    /// Envelope bytes held by all streams being read at once.
+    pub max_buffered_bytes: usize,
+    /// Connections at once; more are refused.
+    pub max_connections: usize,
 }
 
 /// Errors starting the server.
@@ -50,6 +56,11 @@ pub fn bind(
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_bidi_streams(limits.max_concurrent_streams.into());
     transport.max_concurrent_uni_streams(0u8.into());
+    // What quinn buffers unread: one envelope per stream, two per connection
+    // (the read budget covers what the streams have read).
+    let window = |n: usize| quinn::VarInt::from_u64(n as u64).unwrap_or(quinn::VarInt::MAX);
+    transport.stream_receive_window(window(limits.max_envelope_bytes));
+    transport.receive_window(window(limits.max_envelope_bytes.saturating_mul(2)));
     transport.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(Duration::from_secs(60))
             .map_err(|e| QuicError::Crypto(e.to_string()))?,
@@ -97,14 +108,31 @@ pub async fn serve(
     metrics: Metrics,
     stop: CancellationToken,
 ) {
+    let budget = ReadBudget::new(
+        limits.max_buffered_bytes,
+        metrics.ingest_buffered_bytes.clone(),
+    );
+    let open = Arc::new(AtomicUsize::new(0));
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => i,
             _ = stop.cancelled() => break,
         };
         let Some(incoming) = incoming else { break };
+        if open.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
+            open.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(
+                max = limits.max_connections,
+                "ingest connection refused: ingest.max_connections reached"
+            );
+            incoming.refuse();
+            continue;
+        }
+        let slot = ConnectionSlot(open.clone());
         let (p, m, s) = (pipeline.clone(), metrics.clone(), stop.clone());
+        let budget = budget.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let conn = match incoming.await {
                 Ok(c) => c,
                 Err(e) => {
@@ -118,12 +146,21 @@ pub async fn serve(
                     _ = s.cancelled() => break,
                 };
                 let Ok((send, recv)) = stream else { break };
-                let (p, m) = (p.clone(), m.clone());
-                tokio::spawn(handle_stream(send, recv, p, limits, m));
+                let (p, m, b) = (p.clone(), m.clone(), budget.clone());
+                tokio::spawn(handle_stream(send, recv, p, limits, m, b));
             }
         });
     }
     endpoint.close(0u32.into(), b"shutdown");
+}
+
+/// One of `max_connections`, given back when the connection's task ends.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 async fn handle_stream(
@@ -132,15 +169,16 @@ async fn handle_stream(
     pipeline: Arc<Pipeline>,
     limits: IngestLimits,
     metrics: Metrics,
+    budget: ReadBudget,
 ) {
     let read = tokio::time::timeout(
         limits.read_timeout,
-        recv.read_to_end(limits.max_envelope_bytes),
+        budget.read(&mut recv, limits.max_envelope_bytes),
     )
     .await;
     let receipt = match read {
-        Ok(Ok(bytes)) => pipeline.submit(&bytes).await,
-        Ok(Err(quinn::ReadToEndError::TooLong)) => {
+        Ok(Ok((bytes, _held))) => pipeline.submit(&bytes).await,
+        Ok(Err(ReadFailure::TooLong)) => {
             let _ = recv.stop(0u32.into());
             let r = Rejection::new(
                 RejectCode::EnvelopeTooLarge,
@@ -149,7 +187,7 @@ async fn handle_stream(
             metrics.alert_result(r.code.as_str());
             Receipt::rejected(&r)
         }
-        Ok(Err(e)) => {
+        Ok(Err(ReadFailure::Stream(e))) => {
             tracing::debug!(error = %e, "stream read failed");
             return;
         }
