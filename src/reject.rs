@@ -159,7 +159,7 @@ impl RejectCode {
                 "an Update/Cancel references an alert that was never accepted"
             }
             Self::ReferenceForeign => {
-                "an Update/Cancel references an alert another authority issued"
+                "an Update/Cancel references an alert another authority issued (only the issuer may update or cancel)"
             }
             Self::RateLimited => "the authority exceeded its submission rate",
             Self::Internal => "the daemon failed to journal the alert; nothing was accepted",
