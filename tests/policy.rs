@@ -140,9 +140,12 @@ async fn global_ingest_limit_spans_authorities() {
     s.authorities[1].rate_per_minute = 600;
     s.authorities[1].events = vec!["CAE".into()];
     s.authorities[1].jurisdiction = s.authorities[0].jurisdiction.clone();
+    s.authorities[1].senders = vec!["police.bj@example.gov.cn".into()];
     let d = Daemon::start(s, Extras::default()).await.unwrap();
     let c = client(dir.path(), d.ingest_addr).await;
     let small = |id: &str| alert_xml(id).replace("23.1291,113.2644 100", "23.1291,113.2644 20");
+    let bj_small =
+        |id: &str| small(id).replace("police.gz@example.gov.cn", "police.bj@example.gov.cn");
     let (k1, k4) = (key(1), key(4));
     let message = |r: &Receipt| match r {
         Receipt::Rejected { message, .. } => message.clone(),
@@ -155,10 +158,16 @@ async fn global_ingest_limit_spans_authorities() {
     let r = c.submit(&sign(&small("g-2"), "gz-1", &k1)).await.unwrap();
     assert_eq!(code(&r), "rate_limited");
     assert!(message(&r).contains("authority gz"), "{}", message(&r));
-    let r = c.submit(&sign(&small("g-3"), "bj-1", &k4)).await.unwrap();
+    let r = c
+        .submit(&sign(&bj_small("g-3"), "bj-1", &k4))
+        .await
+        .unwrap();
     assert!(matches!(r, Receipt::Accepted { .. }), "{r:?}");
     // The global bucket is empty now: bj is refused although its own rate allows it.
-    let r = c.submit(&sign(&small("g-4"), "bj-1", &k4)).await.unwrap();
+    let r = c
+        .submit(&sign(&bj_small("g-4"), "bj-1", &k4))
+        .await
+        .unwrap();
     assert_eq!(code(&r), "rate_limited");
     assert!(message(&r).contains("global"), "{}", message(&r));
     // Unauthenticated traffic never spends it: an unknown key is refused first.
@@ -169,7 +178,10 @@ async fn global_ingest_limit_spans_authorities() {
     assert_eq!(code(&r), "key_unknown");
     // It refills at 2 per second.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let r = c.submit(&sign(&small("g-6"), "bj-1", &k4)).await.unwrap();
+    let r = c
+        .submit(&sign(&bj_small("g-6"), "bj-1", &k4))
+        .await
+        .unwrap();
     assert!(matches!(r, Receipt::Accepted { .. }), "{r:?}");
     assert_eq!(d.pipeline.journal().alert_count().unwrap(), 3);
     // Counted under the same result label as per-authority refusals.
