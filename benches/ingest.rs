@@ -63,7 +63,7 @@ max_envelope_bytes = {MAX_ENVELOPE_BYTES}
 [admin]
 listen = "127.0.0.1:0"
 [policy]
-replay_window_secs = 315360000
+replay_window_secs = 2592000
 
 [[standards]]
 event_code = "CAE"

@@ -63,7 +63,7 @@ pub struct IngestSettings {
     /// `max_envelope_bytes`); a stream that finds it spent waits, inside its
     /// read timeout. Bounds the memory many stalled streams can take.
     pub max_buffered_bytes: usize,
-    /// QUIC connections at once; more are refused. Each may also hold two
+    /// QUIC connections at once; more are refused. Each may also hold four
     /// envelopes' worth of unread data in quinn's buffers.
     pub max_connections: usize,
     /// Alerts per group commit at most.
@@ -90,7 +90,7 @@ impl Default for IngestSettings {
             max_concurrent_streams: 256,
             read_timeout_ms: 10_000,
             max_buffered_bytes: 64 << 20,
-            max_connections: 1024,
+            max_connections: 256,
             commit_batch: 256,
             udp_buffer_bytes: 8 << 20,
             max_alerts_per_sec: None,
