@@ -778,8 +778,8 @@ impl Settings {
         if self.ingest.commit_batch == 0 {
             return bad("ingest.commit_batch must be > 0".into());
         }
-        if self.ingest.max_connections == 0 {
-            return bad("ingest.max_connections must be > 0".into());
+        if !(1..=1_000_000).contains(&self.ingest.max_connections) {
+            return bad("ingest.max_connections must be 1–1,000,000".into());
         }
         if self.ingest.max_buffered_bytes < self.ingest.max_envelope_bytes {
             return bad("ingest.max_buffered_bytes must be at least max_envelope_bytes".into());

@@ -5,11 +5,11 @@
 //! rejection receipt and are stopped.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::crypto::rustls::QuicServerConfig;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::budget::{ReadBudget, ReadFailure};
@@ -114,23 +114,22 @@ pub async fn serve(
         limits.max_buffered_bytes,
         metrics.ingest_buffered_bytes.clone(),
     );
-    let open = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => i,
             _ = stop.cancelled() => break,
         };
         let Some(incoming) = incoming else { break };
-        if open.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
-            open.fetch_sub(1, Ordering::AcqRel);
+        // One slot per connection, given back when its task ends.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!(
                 max = limits.max_connections,
                 "ingest connection refused: ingest.max_connections reached"
             );
             incoming.refuse();
             continue;
-        }
-        let slot = ConnectionSlot(open.clone());
+        };
         let (p, m, s) = (pipeline.clone(), metrics.clone(), stop.clone());
         let budget = budget.clone();
         tokio::spawn(async move {
@@ -154,15 +153,6 @@ pub async fn serve(
         });
     }
     endpoint.close(0u32.into(), b"shutdown");
-}
-
-/// One of `max_connections`, given back when the connection's task ends.
-struct ConnectionSlot(Arc<AtomicUsize>);
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 async fn handle_stream(

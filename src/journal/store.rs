@@ -331,18 +331,6 @@ impl Journal {
         .map(drop)
     }
 
-    /// Commit a batch of cursors durably in one transaction.
-    pub fn save_cursors(&self, items: &[(u64, &str, CursorRecord)]) -> Result<(), JournalError> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        let rows = items
-            .iter()
-            .map(|(seq, name, c)| (*seq, (*name).to_string(), c.clone()))
-            .collect();
-        self.write(&[Change::Cursors(rows)]).map(drop)
-    }
-
     /// Every job cursor of an alert, by channel name.
     pub fn cursors(&self, seq: u64) -> Result<BTreeMap<String, CursorRecord>, JournalError> {
         self.with_db(|db| {
@@ -504,7 +492,7 @@ impl Tables<'_> {
                 ))
             });
         }
-        let mut refs = Vec::with_capacity(a.references.len());
+        let mut referenced = Vec::with_capacity(a.references.len());
         for r in &a.references {
             let Some(s) = self.ids.get(r.as_str())?.map(|v| v.value()) else {
                 return Ok(CommitOutcome::Rejected(Rejection::new(
@@ -512,15 +500,16 @@ impl Tables<'_> {
                     "a referenced alert was never accepted here",
                 )));
             };
+            let old = read_alert(&self.alerts, s)?;
             // Only the authority that issued an alert may update or cancel
             // it (the CAP sender in a reference proves nothing).
-            if read_alert(&self.alerts, s)?.authority != a.authority {
+            if old.authority != a.authority {
                 return Ok(CommitOutcome::Rejected(Rejection::new(
                     RejectCode::ReferenceForeign,
                     "a referenced alert was issued by another authority",
                 )));
             }
-            refs.push(s);
+            referenced.push(old);
         }
         let seq = *next;
         *next += 1;
@@ -528,13 +517,13 @@ impl Tables<'_> {
             MsgType::Cancel => AlertState::Cancelled,
             _ => AlertState::Superseded,
         };
-        for &r in &refs {
-            let mut old = read_alert(&self.alerts, r)?;
+        let refs: Vec<u64> = referenced.iter().map(|r| r.seq).collect();
+        for mut old in referenced {
             if old.state.is_live() || old.state == AlertState::Completed {
                 old.state = new_state;
                 old.replaced_by = Some(seq);
                 let bytes = serde_json::to_vec(&old).map_err(corrupt)?;
-                self.alerts.insert(r, bytes.as_slice())?;
+                self.alerts.insert(old.seq, bytes.as_slice())?;
             }
         }
         let rec = AlertRecord {
