@@ -389,7 +389,10 @@ impl Daemon {
         }
         let shared_registry = verifier.registry().clone();
 
-        let journal = Arc::new(Journal::open(&state_dir)?);
+        let journal = Arc::new(Journal::open_with(
+            &state_dir,
+            crate::journal::log_bytes_for(settings.ingest.max_envelope_bytes),
+        )?);
         let audience = match extras.audience {
             Some(a) => a,
             None => {

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub retries: Family<ReasonLabel, Counter>,
     pub channel_up: Family<ChannelLabel, Gauge>,
     pub journal_commit_seconds: Histogram,
+    /// redb checkpoints (off the receipt path, beside the log).
+    pub journal_checkpoint_seconds: Histogram,
     /// Envelope bytes held by ingest streams being read (the read budget).
     pub ingest_buffered_bytes: Gauge,
     /// Provider round trip of one push request (request sent → response).
@@ -168,8 +170,14 @@ impl Metrics {
         let journal_commit_seconds = latency_histogram();
         r.register(
             "tocsin_journal_commit_seconds",
-            "Durable journal commit latency (one group commit)",
+            "Durable journal commit latency (one group: log append and fdatasync)",
             journal_commit_seconds.clone(),
+        );
+        let journal_checkpoint_seconds = latency_histogram();
+        r.register(
+            "tocsin_journal_checkpoint_seconds",
+            "redb checkpoint duration (beside the log, off the receipt path)",
+            journal_checkpoint_seconds.clone(),
         );
         let ingest_buffered_bytes = Gauge::default();
         r.register(
@@ -240,6 +248,7 @@ impl Metrics {
             retries,
             channel_up,
             journal_commit_seconds,
+            journal_checkpoint_seconds,
             ingest_buffered_bytes,
             push_request_seconds,
             push_connections,

@@ -127,6 +127,7 @@ async fn load(secs: u64, fanout: u32) {
     let authorities = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("authorities")
+        .on_thread_start(tocsin::runtime::short_slice)
         .enable_all()
         .build()
         .unwrap();

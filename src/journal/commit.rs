@@ -13,19 +13,24 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use super::records::{AlertRecord, AlertState, CursorRecord};
-use super::store::{Change, Journal, JournalError};
+use serde::{Deserialize, Serialize};
+
+use super::change::Change;
+use super::store::{Journal, JournalError};
 use crate::alert::cap::MsgType;
 use crate::metrics::Metrics;
 use crate::reject::Rejection;
 use crate::target::expand::Expansion;
 
 /// An alert ready to be journaled.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewAlert {
     pub alert_id: String,
     pub receipt: String,
     pub authority: String,
     pub digest: String,
+    /// Kept out of the log record's JSON: stored raw beside it (`change.rs`).
+    #[serde(skip)]
     pub envelope: Arc<[u8]>,
     pub accepted_at: DateTime<Utc>,
     pub expires: Option<DateTime<Utc>>,
@@ -84,9 +89,11 @@ impl GroupCommitter {
         let max_batch = max_batch.max(1);
         let (tx, rx) = mpsc::channel::<(Change, Reply)>(max_batch * 4);
         let writer = Writer {
+            max_bytes: journal.max_group_bytes(),
             journal,
             metrics,
             max_batch,
+            bytes: 0,
             changes: Vec::with_capacity(max_batch * 4),
             replies: Vec::with_capacity(max_batch * 4),
             alerts: 0,
@@ -95,6 +102,7 @@ impl GroupCommitter {
         std::thread::Builder::new()
             .name("tocsin-journal".into())
             .spawn(move || {
+                crate::runtime::short_slice();
                 // A runtime of the thread's own, for the timed wait in `run`.
                 match tokio::runtime::Builder::new_current_thread()
                     .enable_time()
@@ -164,10 +172,14 @@ struct Writer {
     journal: Arc<Journal>,
     metrics: Metrics,
     max_batch: usize,
+    /// Envelope bytes one group may carry (a quarter of the log).
+    max_bytes: usize,
     changes: Vec<Change>,
     replies: Vec<Reply>,
     /// Alerts among `changes`.
     alerts: usize,
+    /// Envelope bytes among `changes`.
+    bytes: usize,
     /// Whether any of `changes` must be durable when answered.
     durable: bool,
 }
@@ -195,13 +207,19 @@ impl Writer {
                 return;
             };
             self.push(first);
-            while self.alerts < self.max_batch && self.changes.len() < self.max_batch * 4 {
+            while self.alerts < self.max_batch
+                && self.changes.len() < self.max_batch * 4
+                && self.bytes < self.max_bytes
+            {
                 match rx.try_recv() {
                     Ok(c) => self.push(c),
                     Err(_) => break,
                 }
             }
-            if self.durable || self.changes.len() >= self.max_batch * 4 {
+            if self.durable
+                || self.changes.len() >= self.max_batch * 4
+                || self.bytes >= self.max_bytes
+            {
                 self.flush();
                 linger_until = None;
             } else if linger_until.is_none() {
@@ -212,6 +230,7 @@ impl Writer {
 
     fn push(&mut self, (change, reply): (Change, Reply)) {
         self.alerts += usize::from(matches!(change, Change::Alert(_)));
+        self.bytes += change.envelope_len();
         self.durable |= change.needs_fsync();
         self.changes.push(change);
         self.replies.push(reply);
@@ -229,8 +248,14 @@ impl Writer {
                 .journal_commit_seconds
                 .observe(t0.elapsed().as_secs_f64());
         }
+        for t in self.journal.checkpoint_times() {
+            self.metrics
+                .journal_checkpoint_seconds
+                .observe(t.as_secs_f64());
+        }
         self.changes.clear();
         self.alerts = 0;
+        self.bytes = 0;
         self.durable = false;
         match result {
             Ok(outcomes) => {

@@ -1,14 +1,24 @@
 //! The durable journal (DESIGN §8): one redb file in the state directory
 //! holding accepted alerts (record + envelope as received), the alert-id
 //! index used for duplicates and references, job cursors and counts, and
-//! subscribers. Alerts commit with `Durability::Immediate` before any receipt
-//! says "accepted"; the group committer (`commit.rs`) batches concurrent
-//! submissions into one fsync. Cursors commit in batches (`cursors`).
+//! subscribers, with a write-ahead log beside it (`wal.rs`). Alerts are in
+//! the log, fsynced, before any receipt says "accepted"; the group committer
+//! (`commit.rs`) batches concurrent submissions into one fsync, and a
+//! checkpoint makes redb durable off the receipt path (`checkpoint.rs`,
+//! `overlay.rs`). Cursors commit in batches (`cursors`).
 
+mod change;
+mod checkpoint;
 mod commit;
+#[cfg(test)]
+mod log_tests;
+mod overlay;
 mod records;
+mod rules;
 mod store;
+mod wal;
 
+pub use change::Change;
 pub use commit::{CommitOutcome, GroupCommitter, NewAlert};
 pub use records::{AlertRecord, AlertState, CursorRecord, SubscriberRecord};
-pub use store::{Change, Journal, JournalError, SubscriberImport};
+pub use store::{log_bytes_for, Journal, JournalError, SubscriberImport, DEFAULT_LOG_BYTES};

@@ -1,17 +1,20 @@
-//! The redb-backed store: tables, transactions and typed accessors. Every
-//! write that acknowledges something to the outside commits with
-//! `Durability::Immediate`; nothing here is async (callers use a blocking
-//! thread or `spawn_blocking`).
+//! The redb-backed store: tables, transactions and typed accessors, with
+//! the write-ahead log in front (`wal.rs`). A receipt waits for the log's
+//! `fdatasync`; redb takes each group without one, and a checkpoint makes it
+//! durable off the receipt path. Nothing here is async (callers use a
+//! blocking thread or `spawn_blocking`).
 //!
 //! Storage faults (a full disk, `EFBIG`, a read-only or vanished file) are
-//! [`JournalError::Unavailable`]. After one, redb refuses every later
-//! operation (`PreviousIo`) until the database is closed and opened again, so
-//! the journal drops its handle and reopens the file (redb repairs it from
-//! the last durable commit) on the next call: when space returns, the next
-//! submission commits without a restart.
+//! [`JournalError::Unavailable`]. A fault in the log leaves redb as it was.
+//! After a fault in redb, it refuses every later operation (`PreviousIo`)
+//! until the database is closed and opened again, so the journal drops its
+//! handle and reopens the file on the next call (redb repairs it from its
+//! last durable commit, the log replays the rest): when space returns, the
+//! next submission commits without a restart.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
@@ -20,10 +23,13 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 
+use super::change::{self, Change};
+use super::checkpoint::Checkpointer;
 use super::commit::{CommitOutcome, NewAlert};
+use super::overlay::{Overlay, View};
 use super::records::{AlertRecord, AlertState, CursorRecord, SubscriberRecord};
-use crate::alert::cap::MsgType;
-use crate::reject::{RejectCode, Rejection};
+use super::rules::{self, Rows, RowsMut};
+use super::wal::Wal;
 
 const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
 const ENVELOPES: TableDefinition<u64, &[u8]> = TableDefinition::new("envelopes");
@@ -90,15 +96,74 @@ from_redb!(
 /// reopen reads the whole file to repair it).
 const REOPEN_EVERY: Duration = Duration::from_millis(50);
 
-/// The journal: a handle to one redb file, reopened after a storage fault.
+/// A checkpoint starts at least this often while anything is written, and
+/// whenever a quarter of the log is in use.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// The log's size with the default envelope limit.
+pub const DEFAULT_LOG_BYTES: u64 = 8 << 20;
+
+/// The log's size for envelopes of up to `max_envelope` bytes: a group is at
+/// most a quarter of it (see [`Journal::max_group_bytes`]) plus one alert.
+pub fn log_bytes_for(max_envelope: usize) -> u64 {
+    DEFAULT_LOG_BYTES.max(8 * max_envelope as u64)
+}
+
+const NEXT_ALERT: &str = "next_alert";
+const LOG_EPOCH: &str = "log_epoch";
+/// Lsn of the last logged group redb holds.
+const LOG_LSN: &str = "log_lsn";
+/// Where in the log the group after [`LOG_LSN`] starts.
+const LOG_END: &str = "log_end";
+
+type Db = Arc<RwLock<Option<Database>>>;
+
+/// The journal: a redb file and its write-ahead log (`wal.rs`).
+///
+/// Every write goes through [`Journal::write`]: the group's rules are applied
+/// in a redb transaction committed without an fsync, and the group is
+/// appended to the log, which is `fdatasync`ed when the group holds anything
+/// that must be durable. A checkpoint thread makes redb durable now and then
+/// (`checkpoint.rs`); while it holds redb's write lock, groups are applied to
+/// the overlay instead (`overlay.rs`), and readers look there first. On open,
+/// and on the reopen after a storage fault, the log's groups after redb's
+/// last durable one are replayed.
 pub struct Journal {
     path: PathBuf,
+    /// The writer's state; taken before `db` when both are needed.
+    log: Mutex<Log>,
+    overlay: RwLock<Overlay>,
     /// `None` after a storage fault until a reopen succeeds. Every accessor
     /// holds the read lock for its whole transaction, so a reopen (write
     /// lock) never races an open transaction.
-    db: RwLock<Option<Database>>,
+    db: Db,
     /// When the last reopen was tried.
     last_reopen: Mutex<Option<Instant>>,
+    log_bytes: u64,
+}
+
+/// The writer's side of the journal.
+struct Log {
+    wal: Wal,
+    checkpointer: Checkpointer,
+    /// A checkpoint is running: groups go to the overlay.
+    window: Option<Window>,
+    last_checkpoint: Instant,
+    /// Groups went into redb since the last checkpoint began.
+    unsaved: bool,
+    /// How long finished checkpoints took, until collected.
+    took: Vec<Duration>,
+    buf: Vec<u8>,
+}
+
+/// A running checkpoint and the groups written beside it.
+struct Window {
+    /// Log offset the checkpoint covers up to.
+    covers: u64,
+    /// The groups in the overlay, in order.
+    pending: Vec<Change>,
+    /// Lsn and end of the last of them.
+    last: Option<(u64, u64)>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> JournalError {
@@ -106,8 +171,15 @@ fn corrupt(e: impl std::fmt::Display) -> JournalError {
 }
 
 impl Journal {
-    /// Open (or create) `dir/tocsin.redb`.
+    /// Open (or create) `dir/tocsin.redb` and its log `dir/tocsin.wal` at the
+    /// default size.
     pub fn open(dir: &Path) -> Result<Self, JournalError> {
+        Self::open_with(dir, DEFAULT_LOG_BYTES)
+    }
+
+    /// Open (or create) the journal in `dir` with a log of `log_bytes`
+    /// (an existing log of another size is replaced once replayed).
+    pub fn open_with(dir: &Path, log_bytes: u64) -> Result<Self, JournalError> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("tocsin.redb");
         let db = Database::create(&path).map_err(|source| JournalError::Open {
@@ -115,31 +187,118 @@ impl Journal {
             source,
         })?;
         let tx = db.begin_write()?;
-        {
+        let epoch = {
             tx.open_table(ALERTS)?;
             tx.open_table(ENVELOPES)?;
             tx.open_table(ALERT_IDS)?;
             tx.open_table(CURSORS)?;
             tx.open_table(SUBSCRIBERS)?;
-            tx.open_table(META)?;
-        }
+            let mut meta = tx.open_table(META)?;
+            let epoch = meta.get(LOG_EPOCH)?.map(|v| v.value());
+            match epoch {
+                Some(e) => e,
+                None => {
+                    // Names this journal's log records: a log beside another
+                    // redb file is never replayed into it.
+                    let e = rand::random::<u64>();
+                    meta.insert(LOG_EPOCH, e)?;
+                    e
+                }
+            }
+        };
         tx.commit()?;
-        Ok(Self {
+        let wal = Wal::open(&dir.join("tocsin.wal"), log_bytes, epoch)?;
+        let db: Db = Arc::new(RwLock::new(Some(db)));
+        let checkpointer = Checkpointer::start(db.clone())?;
+        let journal = Self {
             path,
-            db: RwLock::new(Some(db)),
+            log: Mutex::new(Log {
+                wal,
+                checkpointer,
+                window: None,
+                last_checkpoint: Instant::now(),
+                unsaved: false,
+                took: Vec::new(),
+                buf: Vec::new(),
+            }),
+            overlay: RwLock::new(Overlay::default()),
+            db,
             last_reopen: Mutex::new(None),
-        })
+            log_bytes,
+        };
+        {
+            let mut log = journal.log.lock();
+            let guard = journal.db.read();
+            if let Some(db) = guard.as_ref() {
+                journal.recover(db, &mut log)?;
+            }
+        }
+        Ok(journal)
     }
 
-    /// Run `f` on the open database. A storage fault closes the handle; the
-    /// next call reopens the file (at most every [`REOPEN_EVERY`]).
+    /// Apply the log's groups after redb's last durable one, durably, and
+    /// start the log after them. Drops the overlay and any running
+    /// checkpoint's window: the log holds their groups.
+    fn recover(&self, db: &Database, log: &mut Log) -> Result<(), JournalError> {
+        let (lsn, end) = {
+            let tx = db.begin_read()?;
+            let meta = tx.open_table(META)?;
+            let get = |k| -> Result<u64, JournalError> {
+                Ok(meta.get(k)?.map(|v| v.value()).unwrap_or(0))
+            };
+            (get(LOG_LSN)?, get(LOG_END)?)
+        };
+        let found = log.wal.scan(lsn, end)?;
+        let (mut lsn, mut end) = (lsn, end);
+        if let Some(last) = found.last() {
+            let mut tx = db.begin_write()?;
+            tx.set_durability(Durability::Immediate)?;
+            {
+                let mut t = Tables::open(&tx)?;
+                for f in &found {
+                    rules::apply(&mut t, &change::decode_group(&f.payload)?)?;
+                }
+                t.set_log_position(last.lsn, last.end)?;
+            }
+            tx.commit()?;
+            (lsn, end) = (last.lsn, last.end);
+            tracing::info!(groups = found.len(), "journal log replayed");
+        }
+        log.wal.restart(lsn, end);
+        if log.wal.size() != self.log_bytes {
+            log.wal.resize(self.log_bytes)?;
+            let mut tx = db.begin_write()?;
+            tx.set_durability(Durability::Immediate)?;
+            Tables::open(&tx)?.set_log_position(lsn, 0)?;
+            tx.commit()?;
+            log.wal.restart(lsn, 0);
+        }
+        self.overlay.write().clear();
+        log.window = None;
+        log.unsaved = false;
+        log.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
+    /// Run `f` on the open database, reopening it first after a storage
+    /// fault (at most every [`REOPEN_EVERY`]).
     fn with_db<T>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, JournalError>,
     ) -> Result<T, JournalError> {
         if self.db.read().is_none() {
-            self.reopen()?;
+            let mut log = self.log.lock();
+            self.reopen(&mut log)?;
         }
+        self.run_db(f)
+    }
+
+    /// Run `f` on the database if it is open. A storage fault closes the
+    /// handle; the next call reopens the file.
+    fn run_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
         let result = {
             let guard = self.db.read();
             match guard.as_ref() {
@@ -149,19 +308,23 @@ impl Journal {
         };
         match result {
             Err(e) if e.is_unavailable() => {
-                let mut w = self.db.write();
-                if w.take().is_some() {
-                    tracing::error!(error = %e, "journal storage failed; reopening on the next call");
-                }
+                self.close(&e);
                 Err(JournalError::Unavailable(e.to_string()))
             }
             r => r,
         }
     }
 
+    /// Drop the database handle; the next call reopens and replays the log.
+    fn close(&self, why: &JournalError) {
+        if self.db.write().take().is_some() {
+            tracing::error!(error = %why, "journal storage failed; reopening on the next call");
+        }
+    }
+
     /// Open the file again after a storage fault (redb repairs it from the
-    /// last durable commit).
-    fn reopen(&self) -> Result<(), JournalError> {
+    /// last durable commit) and replay the log into it.
+    fn reopen(&self, log: &mut Log) -> Result<(), JournalError> {
         let mut w = self.db.write();
         if w.is_some() {
             return Ok(());
@@ -175,14 +338,24 @@ impl Journal {
             }
             *last = Some(Instant::now());
         }
-        match Database::create(&self.path) {
-            Ok(db) => {
-                tracing::warn!("journal reopened after a storage fault");
-                *w = Some(db);
-                Ok(())
-            }
-            Err(e) => Err(JournalError::Unavailable(format!("reopen: {e}"))),
-        }
+        let db = Database::create(&self.path)
+            .map_err(|e| JournalError::Unavailable(format!("reopen: {e}")))?;
+        self.recover(&db, log)
+            .map_err(|e| JournalError::Unavailable(format!("reopen: {e}")))?;
+        tracing::warn!("journal reopened after a storage fault");
+        *w = Some(db);
+        Ok(())
+    }
+
+    /// The most envelope bytes one group should carry (a quarter of the
+    /// log; one alert may go past it).
+    pub fn max_group_bytes(&self) -> usize {
+        usize::try_from(self.log_bytes / 4).unwrap_or(usize::MAX)
+    }
+
+    /// How long each checkpoint finished since the last call took.
+    pub fn checkpoint_times(&self) -> Vec<Duration> {
+        std::mem::take(&mut self.log.lock().took)
     }
 
     /// Commit a group of new alerts in one durable transaction. Each gets an
@@ -196,73 +369,256 @@ impl Journal {
         Ok(self.write(&writes)?.into_iter().flatten().collect())
     }
 
-    /// Apply a group of writes, in order, in one transaction: durable
-    /// (`Durability::Immediate`) when any of them is an alert or cursors,
-    /// otherwise riding the next durable commit. Each alert gets its
-    /// outcome (the other writes `None`). A transaction error fails the
-    /// whole group. The group-commit thread writes this way: one writer,
-    /// one fsync for everything queued.
-    pub fn write(&self, writes: &[Change]) -> Result<Vec<Option<CommitOutcome>>, JournalError> {
-        self.with_db(|db| {
+    /// Apply a group of changes, in order: each alert gets its outcome (the
+    /// other changes `None`), and an error fails the whole group, leaving
+    /// the journal as it was. Returns once the group is in the log, after an
+    /// `fdatasync` when any change must be durable (alerts and cursors);
+    /// final states alone ride the next one. The group-commit thread writes
+    /// this way: one writer, one fsync for everything queued.
+    pub fn write(&self, changes: &[Change]) -> Result<Vec<Option<CommitOutcome>>, JournalError> {
+        let mut guard = self.log.lock();
+        let log = &mut *guard;
+        if log.window.is_some() {
+            if let Some(r) = log.checkpointer.poll() {
+                self.end_window(log, r);
+            }
+        }
+        if self.db.read().is_none() {
+            self.reopen(log)?;
+        }
+        let mut buf = std::mem::take(&mut log.buf);
+        let out = self.write_logged(log, changes, &mut buf);
+        log.buf = buf;
+        out
+    }
+
+    fn write_logged(
+        &self,
+        log: &mut Log,
+        changes: &[Change],
+        buf: &mut Vec<u8>,
+    ) -> Result<Vec<Option<CommitOutcome>>, JournalError> {
+        change::encode_group(changes, buf)?;
+        self.make_room(log, buf.len())?;
+        let durable = changes.iter().any(Change::needs_fsync);
+        if log.window.is_some() {
+            return self.write_to_overlay(log, changes, buf, durable);
+        }
+        let out = self.write_to_redb(log, changes, buf, durable)?;
+        log.unsaved = true;
+        if log.wal.used() >= log.wal.size() / 4 || log.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
+        {
+            self.begin_checkpoint(log);
+        }
+        Ok(out)
+    }
+
+    /// Apply the group in a redb transaction, log it, then commit the
+    /// transaction without an fsync. A failed log write aborts it.
+    fn write_to_redb(
+        &self,
+        log: &mut Log,
+        changes: &[Change],
+        buf: &[u8],
+        durable: bool,
+    ) -> Result<Vec<Option<CommitOutcome>>, JournalError> {
+        let logged = self.run_db(|db| {
             let mut tx = db.begin_write()?;
-            let durable = writes.iter().any(Change::needs_fsync);
-            tx.set_durability(if durable {
-                Durability::Immediate
-            } else {
-                Durability::None
-            })?;
-            let mut outcomes = Vec::with_capacity(writes.len());
-            {
-                let mut t = Tables {
-                    alerts: tx.open_table(ALERTS)?,
-                    envs: tx.open_table(ENVELOPES)?,
-                    ids: tx.open_table(ALERT_IDS)?,
-                    meta: tx.open_table(META)?,
-                    cursors: tx.open_table(CURSORS)?,
-                };
-                let mut next = t.meta.get("next_alert")?.map(|v| v.value()).unwrap_or(1);
-                let first = next;
-                for w in writes {
-                    outcomes.push(match w {
-                        Change::Alert(a) => Some(t.put_alert(a, &mut next)?),
-                        Change::Finish {
-                            seq,
-                            state,
-                            cursors,
-                        } => {
-                            t.put_finish(*seq, *state, cursors)?;
-                            None
-                        }
-                        Change::Cursors(rows) => {
-                            for (seq, name, c) in rows {
-                                t.put_cursor(*seq, name, c)?;
-                            }
-                            None
-                        }
-                    });
+            tx.set_durability(Durability::None)?;
+            let applied = {
+                let mut t = Tables::open(&tx)?;
+                let out = rules::apply(&mut t, changes)?;
+                match log.wal.append(buf, durable) {
+                    Ok((lsn, end)) => {
+                        t.set_log_position(lsn, end)?;
+                        Ok(out)
+                    }
+                    Err(e) => Err(e),
                 }
-                if next != first {
-                    t.meta.insert("next_alert", next)?;
+            };
+            match applied {
+                Ok(out) => {
+                    tx.commit()?;
+                    Ok(Ok(out))
+                }
+                Err(e) => {
+                    tx.abort()?;
+                    Ok(Err(e))
                 }
             }
+        })?;
+        // A log fault leaves redb as it was: no reopen needed.
+        logged.map_err(|e| JournalError::Unavailable(e.to_string()))
+    }
+
+    /// While a checkpoint runs: apply the group to the overlay over a read
+    /// snapshot of redb, log it, then show it to readers.
+    fn write_to_overlay(
+        &self,
+        log: &mut Log,
+        changes: &[Change],
+        buf: &[u8],
+        durable: bool,
+    ) -> Result<Vec<Option<CommitOutcome>>, JournalError> {
+        let (out, group) = self.run_db(|db| {
+            let tx = db.begin_read()?;
+            let base = Snapshot::open(&tx)?;
+            let before = self.overlay.read();
+            let mut group = Overlay::default();
+            let out = rules::apply(
+                &mut View {
+                    base: &base,
+                    before: &before,
+                    group: &mut group,
+                },
+                changes,
+            )?;
+            Ok((out, group))
+        })?;
+        let (lsn, end) = log
+            .wal
+            .append(buf, durable)
+            .map_err(|e| JournalError::Unavailable(e.to_string()))?;
+        self.overlay.write().merge(group);
+        if let Some(w) = log.window.as_mut() {
+            w.pending.extend_from_slice(changes);
+            w.last = Some((lsn, end));
+        }
+        Ok(out)
+    }
+
+    /// Ask the checkpoint thread for a durable commit of everything in redb
+    /// now; groups go to the overlay until it is done.
+    fn begin_checkpoint(&self, log: &mut Log) {
+        if log.checkpointer.request() {
+            log.window = Some(Window {
+                covers: log.wal.head(),
+                pending: Vec::new(),
+                last: None,
+            });
+            log.unsaved = false;
+            log.last_checkpoint = Instant::now();
+        }
+    }
+
+    /// The checkpoint finished: free the log behind it, move the overlay's
+    /// groups into redb and clear it. On any failure the handle is closed:
+    /// the reopen replays the log, which holds every one of those groups.
+    fn end_window(&self, log: &mut Log, result: Result<Duration, JournalError>) {
+        let Some(w) = log.window.take() else {
+            return;
+        };
+        let took = match result {
+            Ok(took) => took,
+            Err(e) => {
+                self.close(&e);
+                return;
+            }
+        };
+        log.wal.set_tail(w.covers);
+        log.took.push(took);
+        let Some((lsn, end)) = w.last else {
+            return;
+        };
+        // Readers wait while redb and the overlay change hands, so none sees
+        // a group in both or in neither.
+        let mut overlay = self.overlay.write();
+        let applied = self.run_db(|db| {
+            let mut tx = db.begin_write()?;
+            tx.set_durability(Durability::None)?;
+            {
+                let mut t = Tables::open(&tx)?;
+                rules::apply(&mut t, &w.pending)?;
+                t.set_log_position(lsn, end)?;
+            }
             tx.commit()?;
-            Ok(outcomes)
-        })
+            Ok(())
+        });
+        match applied {
+            Ok(()) => {
+                overlay.clear();
+                log.unsaved = true;
+            }
+            Err(e) => {
+                drop(overlay);
+                self.close(&e);
+            }
+        }
+    }
+
+    /// Free log space for a record of `len` bytes: finish the running
+    /// checkpoint, or run one, until it fits.
+    fn make_room(&self, log: &mut Log, len: usize) -> Result<(), JournalError> {
+        while !log.wal.fits(len) {
+            if log.window.is_some() {
+                let r = log.checkpointer.wait();
+                self.end_window(log, r);
+                if self.db.read().is_none() {
+                    self.reopen(log)?;
+                }
+            } else if log.unsaved {
+                self.begin_checkpoint(log);
+                if log.window.is_none() {
+                    return Err(JournalError::Corrupt("checkpoint thread stopped".into()));
+                }
+            } else {
+                return Err(JournalError::Corrupt(format!(
+                    "a group of {len} bytes does not fit the {}-byte log",
+                    log.wal.size()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Make everything written durable in redb (used on close; the log
+    /// makes it so for a crash).
+    pub fn checkpoint(&self) -> Result<(), JournalError> {
+        let mut log = self.log.lock();
+        if log.window.is_some() {
+            let r = log.checkpointer.wait();
+            self.end_window(&mut log, r);
+        }
+        let head = log.wal.head();
+        self.with_db_locked(&mut log, |db| {
+            let mut tx = db.begin_write()?;
+            tx.set_durability(Durability::Immediate)?;
+            tx.commit()?;
+            Ok(())
+        })?;
+        log.wal.set_tail(head);
+        log.unsaved = false;
+        Ok(())
+    }
+
+    fn with_db_locked<T>(
+        &self,
+        log: &mut Log,
+        f: impl FnOnce(&Database) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        if self.db.read().is_none() {
+            self.reopen(log)?;
+        }
+        self.run_db(f)
     }
 
     /// One alert record.
     pub fn alert(&self, seq: u64) -> Result<Option<AlertRecord>, JournalError> {
+        if let Some(r) = self.overlay.read().alert(seq) {
+            return Ok(Some(r.clone()));
+        }
         self.with_db(|db| {
             let tx = db.begin_read()?;
             let t = tx.open_table(ALERTS)?;
-            let v = t.get(seq)?;
-            v.map(|v| serde_json::from_slice(v.value()).map_err(corrupt))
-                .transpose()
+            decode_alert(&t, seq)
         })
     }
 
     /// The sequence number of an alert id (`sender,identifier,sent`).
     pub fn seq_of(&self, alert_id: &str) -> Result<Option<u64>, JournalError> {
+        if let Some(s) = self.overlay.read().seq_of(alert_id) {
+            return Ok(Some(s));
+        }
         self.with_db(|db| {
             let tx = db.begin_read()?;
             let t = tx.open_table(ALERT_IDS)?;
@@ -273,6 +629,9 @@ impl Journal {
 
     /// The envelope of an alert, as received.
     pub fn envelope(&self, seq: u64) -> Result<Option<Vec<u8>>, JournalError> {
+        if let Some(e) = self.overlay.read().envelope(seq) {
+            return Ok(Some(e.to_vec()));
+        }
         self.with_db(|db| {
             let tx = db.begin_read()?;
             let t = tx.open_table(ENVELOPES)?;
@@ -283,25 +642,34 @@ impl Journal {
 
     /// Every alert record, newest first, at most `limit`.
     pub fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>, JournalError> {
-        self.with_db(|db| {
+        let overlay = self.overlay.read();
+        let mut out: BTreeMap<u64, AlertRecord> = self.with_db(|db| {
             let tx = db.begin_read()?;
             let t = tx.open_table(ALERTS)?;
-            let mut out = Vec::new();
+            let mut out = BTreeMap::new();
             for item in t.iter()?.rev().take(limit) {
-                let (_, v) = item?;
-                out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
+                let (k, v) = item?;
+                out.insert(
+                    k.value(),
+                    serde_json::from_slice(v.value()).map_err(corrupt)?,
+                );
             }
             Ok(out)
-        })
+        })?;
+        // The overlay's alerts are the newest, or newer versions.
+        out.extend(overlay.alerts().map(|r| (r.seq, r.clone())));
+        Ok(out.into_values().rev().take(limit).collect())
     }
 
     /// Number of alerts journaled.
     pub fn alert_count(&self) -> Result<u64, JournalError> {
-        self.with_db(|db| {
+        let overlay = self.overlay.read();
+        let n = self.with_db(|db| {
             let tx = db.begin_read()?;
             let t = tx.open_table(ALERTS)?;
             Ok(t.len()?)
-        })
+        })?;
+        Ok(n + overlay.new_alerts() as u64)
     }
 
     /// Set an alert's state. Not fsynced on its own: it becomes durable with
@@ -333,7 +701,8 @@ impl Journal {
 
     /// Every job cursor of an alert, by channel name.
     pub fn cursors(&self, seq: u64) -> Result<BTreeMap<String, CursorRecord>, JournalError> {
-        self.with_db(|db| {
+        let overlay = self.overlay.read();
+        let mut out = self.with_db(|db| {
             let tx = db.begin_read()?;
             let t = tx.open_table(CURSORS)?;
             let mut out = BTreeMap::new();
@@ -346,7 +715,13 @@ impl Journal {
                 );
             }
             Ok(out)
-        })
+        })?;
+        out.extend(
+            overlay
+                .cursors(seq)
+                .map(|(name, c)| (name.to_string(), c.clone())),
+        );
+        Ok(out)
     }
 
     /// Start an all-or-nothing import: nothing is visible until `commit`,
@@ -445,29 +820,6 @@ impl SubscriberImport {
     }
 }
 
-/// One change for [`Journal::write`].
-#[derive(Debug, Clone)]
-pub enum Change {
-    /// A new alert: durable before its receipt.
-    Alert(Box<NewAlert>),
-    /// An alert's final state with the cursors its jobs left uncommitted
-    /// (not fsynced on its own; see [`Journal::finish`]). The state is kept
-    /// when the alert is no longer live.
-    Finish {
-        seq: u64,
-        state: AlertState,
-        cursors: Vec<(String, CursorRecord)>,
-    },
-    /// Job cursors `(alert seq, journal name, cursor)`: durable.
-    Cursors(Vec<(u64, String, CursorRecord)>),
-}
-
-impl Change {
-    pub(super) fn needs_fsync(&self) -> bool {
-        !matches!(self, Self::Finish { .. })
-    }
-}
-
 /// The tables one write transaction touches.
 struct Tables<'t> {
     alerts: redb::Table<'t, u64, &'static [u8]>,
@@ -477,127 +829,150 @@ struct Tables<'t> {
     cursors: redb::Table<'t, (u64, &'static str), &'static [u8]>,
 }
 
-impl Tables<'_> {
-    /// Journal one new alert as `next` (advanced when accepted), or refuse
-    /// it (identifier reused, unknown reference) changing nothing.
-    fn put_alert(&mut self, a: &NewAlert, next: &mut u64) -> Result<CommitOutcome, JournalError> {
-        if let Some(seq) = self.ids.get(a.alert_id.as_str())?.map(|v| v.value()) {
-            let rec = read_alert(&self.alerts, seq)?;
-            return Ok(if rec.digest == a.digest {
-                CommitOutcome::Duplicate(rec)
-            } else {
-                CommitOutcome::Rejected(Rejection::new(
-                    RejectCode::IdentifierReused,
-                    "this alert id was accepted before with different content",
-                ))
-            });
-        }
-        let mut referenced = Vec::with_capacity(a.references.len());
-        for r in &a.references {
-            let Some(s) = self.ids.get(r.as_str())?.map(|v| v.value()) else {
-                return Ok(CommitOutcome::Rejected(Rejection::new(
-                    RejectCode::ReferenceUnknown,
-                    "a referenced alert was never accepted here",
-                )));
-            };
-            let old = read_alert(&self.alerts, s)?;
-            // Only the authority that issued an alert may update or cancel
-            // it (the CAP sender in a reference proves nothing).
-            if old.authority != a.authority {
-                return Ok(CommitOutcome::Rejected(Rejection::new(
-                    RejectCode::ReferenceForeign,
-                    "a referenced alert was issued by another authority",
-                )));
-            }
-            referenced.push(old);
-        }
-        let seq = *next;
-        *next += 1;
-        let new_state = match a.msg_type {
-            MsgType::Cancel => AlertState::Cancelled,
-            _ => AlertState::Superseded,
-        };
-        let refs: Vec<u64> = referenced.iter().map(|r| r.seq).collect();
-        for mut old in referenced {
-            if old.state.is_live() || old.state == AlertState::Completed {
-                old.state = new_state;
-                old.replaced_by = Some(seq);
-                let bytes = serde_json::to_vec(&old).map_err(corrupt)?;
-                self.alerts.insert(old.seq, bytes.as_slice())?;
-            }
-        }
-        let rec = AlertRecord {
-            seq,
-            receipt: a.receipt.clone(),
-            alert_id: a.alert_id.clone(),
-            authority: a.authority.clone(),
-            digest: a.digest.clone(),
-            state: AlertState::Active,
-            accepted_at: a.accepted_at,
-            expires: a.expires,
-            msg_type: format!("{:?}", a.msg_type),
-            status: a.status.clone(),
-            references: refs,
-            replaced_by: None,
-            targeted: a.targeted.clone(),
-            expansion: a.expansion.clone(),
-        };
-        let bytes = serde_json::to_vec(&rec).map_err(corrupt)?;
-        self.alerts.insert(seq, bytes.as_slice())?;
-        self.envs.insert(seq, &*a.envelope)?;
-        self.ids.insert(a.alert_id.as_str(), seq)?;
-        Ok(CommitOutcome::Accepted(rec))
+impl<'t> Tables<'t> {
+    fn open(tx: &'t redb::WriteTransaction) -> Result<Self, JournalError> {
+        Ok(Self {
+            alerts: tx.open_table(ALERTS)?,
+            envs: tx.open_table(ENVELOPES)?,
+            ids: tx.open_table(ALERT_IDS)?,
+            meta: tx.open_table(META)?,
+            cursors: tx.open_table(CURSORS)?,
+        })
     }
 
-    /// Set a live alert's final state and write its last cursors.
-    fn put_finish(
-        &mut self,
-        seq: u64,
-        state: AlertState,
-        cursors: &[(String, CursorRecord)],
-    ) -> Result<(), JournalError> {
-        if self.alerts.get(seq)?.is_none() {
-            // Cannot happen (jobs start after their alert is durable); if it
-            // did, it must not fail the alerts sharing this transaction.
-            tracing::warn!(seq, "final state for an alert not in the journal; ignored");
-            return Ok(());
-        }
-        let mut rec = read_alert(&self.alerts, seq)?;
-        if rec.state.is_live() {
-            rec.state = state;
-            let bytes = serde_json::to_vec(&rec).map_err(corrupt)?;
-            self.alerts.insert(seq, bytes.as_slice())?;
-        }
-        for (name, c) in cursors {
-            self.put_cursor(seq, name, c)?;
-        }
-        Ok(())
-    }
-
-    /// Write a job cursor. A finished cursor is final: a flush that read the
-    /// board before the job's last batch may reach the writer after the
-    /// alert's final state, and must not turn it back to unfinished.
-    fn put_cursor(&mut self, seq: u64, name: &str, c: &CursorRecord) -> Result<(), JournalError> {
-        if !c.done {
-            if let Some(old) = self.cursors.get((seq, name))? {
-                let old: CursorRecord = serde_json::from_slice(old.value()).map_err(corrupt)?;
-                if old.done {
-                    return Ok(());
-                }
-            }
-        }
-        let bytes = serde_json::to_vec(c).map_err(corrupt)?;
-        self.cursors.insert((seq, name), bytes.as_slice())?;
+    /// Record that redb holds the log's groups up to `lsn`, and where the
+    /// next one starts.
+    fn set_log_position(&mut self, lsn: u64, end: u64) -> Result<(), JournalError> {
+        self.meta.insert(LOG_LSN, lsn)?;
+        self.meta.insert(LOG_END, end)?;
         Ok(())
     }
 }
 
-fn read_alert(
+impl Rows for Tables<'_> {
+    fn seq_of(&self, alert_id: &str) -> Result<Option<u64>, JournalError> {
+        Ok(self.ids.get(alert_id)?.map(|v| v.value()))
+    }
+
+    fn alert(&self, seq: u64) -> Result<Option<AlertRecord>, JournalError> {
+        decode_alert(&self.alerts, seq)
+    }
+
+    fn cursor(&self, seq: u64, name: &str) -> Result<Option<CursorRecord>, JournalError> {
+        decode_cursor(&self.cursors, seq, name)
+    }
+
+    fn next_seq(&self) -> Result<u64, JournalError> {
+        Ok(self.meta.get(NEXT_ALERT)?.map(|v| v.value()).unwrap_or(1))
+    }
+}
+
+impl RowsMut for Tables<'_> {
+    fn put_alert(&mut self, rec: &AlertRecord) -> Result<(), JournalError> {
+        let bytes = serde_json::to_vec(rec).map_err(corrupt)?;
+        self.alerts.insert(rec.seq, bytes.as_slice())?;
+        Ok(())
+    }
+
+    fn put_new(&mut self, rec: &AlertRecord, envelope: &Arc<[u8]>) -> Result<(), JournalError> {
+        self.put_alert(rec)?;
+        self.envs.insert(rec.seq, &**envelope)?;
+        self.ids.insert(rec.alert_id.as_str(), rec.seq)?;
+        Ok(())
+    }
+
+    fn put_cursor(&mut self, seq: u64, name: &str, c: &CursorRecord) -> Result<(), JournalError> {
+        let bytes = serde_json::to_vec(c).map_err(corrupt)?;
+        self.cursors.insert((seq, name), bytes.as_slice())?;
+        Ok(())
+    }
+
+    fn set_next_seq(&mut self, next: u64) -> Result<(), JournalError> {
+        self.meta.insert(NEXT_ALERT, next)?;
+        Ok(())
+    }
+}
+
+/// The same rows in a read snapshot (under the overlay).
+struct Snapshot {
+    alerts: redb::ReadOnlyTable<u64, &'static [u8]>,
+    ids: redb::ReadOnlyTable<&'static str, u64>,
+    meta: redb::ReadOnlyTable<&'static str, u64>,
+    cursors: redb::ReadOnlyTable<(u64, &'static str), &'static [u8]>,
+}
+
+impl Snapshot {
+    fn open(tx: &redb::ReadTransaction) -> Result<Self, JournalError> {
+        Ok(Self {
+            alerts: tx.open_table(ALERTS)?,
+            ids: tx.open_table(ALERT_IDS)?,
+            meta: tx.open_table(META)?,
+            cursors: tx.open_table(CURSORS)?,
+        })
+    }
+}
+
+impl Rows for Snapshot {
+    fn seq_of(&self, alert_id: &str) -> Result<Option<u64>, JournalError> {
+        Ok(self.ids.get(alert_id)?.map(|v| v.value()))
+    }
+
+    fn alert(&self, seq: u64) -> Result<Option<AlertRecord>, JournalError> {
+        decode_alert(&self.alerts, seq)
+    }
+
+    fn cursor(&self, seq: u64, name: &str) -> Result<Option<CursorRecord>, JournalError> {
+        decode_cursor(&self.cursors, seq, name)
+    }
+
+    fn next_seq(&self) -> Result<u64, JournalError> {
+        Ok(self.meta.get(NEXT_ALERT)?.map(|v| v.value()).unwrap_or(1))
+    }
+}
+
+fn decode_alert(
     t: &impl ReadableTable<u64, &'static [u8]>,
     seq: u64,
-) -> Result<AlertRecord, JournalError> {
-    let v = t
-        .get(seq)?
-        .ok_or_else(|| corrupt(format!("alert {seq} missing")))?;
-    serde_json::from_slice(v.value()).map_err(corrupt)
+) -> Result<Option<AlertRecord>, JournalError> {
+    t.get(seq)?
+        .map(|v| serde_json::from_slice(v.value()).map_err(corrupt))
+        .transpose()
+}
+
+fn decode_cursor(
+    t: &impl ReadableTable<(u64, &'static str), &'static [u8]>,
+    seq: u64,
+    name: &str,
+) -> Result<Option<CursorRecord>, JournalError> {
+    t.get((seq, name))?
+        .map(|v| serde_json::from_slice(v.value()).map_err(corrupt))
+        .transpose()
+}
+
+impl Drop for Journal {
+    /// A clean close leaves nothing for the next open to replay.
+    fn drop(&mut self) {
+        if let Err(e) = self.checkpoint() {
+            tracing::warn!(error = %e, "journal: final checkpoint failed; the log keeps it");
+        }
+    }
+}
+
+#[cfg(test)]
+impl Journal {
+    /// Start a checkpoint now (tests hold it with an open write transaction
+    /// to keep its window open).
+    pub(super) fn start_checkpoint(&self) {
+        let mut log = self.log.lock();
+        self.begin_checkpoint(&mut log);
+    }
+
+    pub(super) fn in_window(&self) -> bool {
+        self.log.lock().window.is_some()
+    }
+
+    /// Alerts only the overlay holds.
+    pub(super) fn overlay_alerts(&self) -> usize {
+        self.overlay.read().new_alerts()
+    }
 }

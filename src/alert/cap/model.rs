@@ -15,7 +15,7 @@ pub enum Status {
 }
 
 /// `<msgType>`: a new alert, or a change to earlier ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum MsgType {
     Alert,
     Update,

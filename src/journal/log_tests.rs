@@ -1,0 +1,236 @@
+//! The journal with its log, as a crash leaves it: each test copies the
+//! state directory while the journal is open (redb's file holds only its
+//! last checkpoint then; the rest is in the log) and opens the copy.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use super::*;
+use crate::alert::cap::MsgType;
+
+fn alert(n: u64, body: usize) -> NewAlert {
+    NewAlert {
+        alert_id: format!("police.gz@example.gov.cn,W-{n},2026-11-29T10:00:00+08:00"),
+        receipt: format!("r-{n}"),
+        authority: "gz".into(),
+        digest: format!("{n:064x}"),
+        envelope: Arc::from(vec![n as u8; body]),
+        accepted_at: Utc::now(),
+        expires: None,
+        msg_type: MsgType::Alert,
+        status: "Actual".into(),
+        references: Vec::new(),
+        targeted: BTreeMap::new(),
+        expansion: None,
+    }
+}
+
+fn cancel(n: u64, of: u64) -> NewAlert {
+    NewAlert {
+        msg_type: MsgType::Cancel,
+        references: vec![alert(of, 0).alert_id],
+        ..alert(n, 64)
+    }
+}
+
+fn cursor(delivered: u64, done: bool) -> CursorRecord {
+    CursorRecord {
+        key: Some((1, 2)),
+        delivered,
+        failed: 0,
+        dropped: 0,
+        done,
+    }
+}
+
+fn seq(o: &CommitOutcome) -> u64 {
+    match o {
+        CommitOutcome::Accepted(r) | CommitOutcome::Duplicate(r) => r.seq,
+        CommitOutcome::Rejected(r) => panic!("{r:?}"),
+    }
+}
+
+fn one(j: &Journal, a: NewAlert) -> CommitOutcome {
+    j.commit_alerts(&[a]).unwrap().remove(0)
+}
+
+/// The state directory as a crash at this instant would leave it.
+fn crash_copy(from: &Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    for f in ["tocsin.redb", "tocsin.wal"] {
+        std::fs::copy(from.join(f), to.path().join(f)).unwrap();
+    }
+    to
+}
+
+/// Alerts in the copy's redb file alone, without its log.
+fn in_redb_alone(copy: &Path) -> u64 {
+    let bare = tempfile::tempdir().unwrap();
+    std::fs::copy(copy.join("tocsin.redb"), bare.path().join("tocsin.redb")).unwrap();
+    Journal::open(bare.path()).unwrap().alert_count().unwrap()
+}
+
+/// What a reader sees: every alert (seq, id, state, envelope length) and
+/// every cursor.
+fn contents(j: &Journal) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in j.alerts(usize::MAX).unwrap() {
+        let env = j.envelope(r.seq).unwrap().map(|e| e.len());
+        assert_eq!(j.seq_of(&r.alert_id).unwrap(), Some(r.seq));
+        assert_eq!(j.alert(r.seq).unwrap().map(|a| a.state), Some(r.state));
+        out.push(format!(
+            "{} {} {:?} {:?} {:?}",
+            r.seq,
+            r.alert_id,
+            r.state,
+            env,
+            j.cursors(r.seq).unwrap()
+        ));
+    }
+    out.push(format!("count {}", j.alert_count().unwrap()));
+    out
+}
+
+#[test]
+fn acknowledged_writes_survive_a_crash_between_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let s1 = seq(&one(&j, alert(1, 3000)));
+    let s2 = seq(&one(&j, alert(2, 100)));
+    j.write(&[Change::Cursors(vec![(s1, "feed".into(), cursor(5, false))])])
+        .unwrap();
+    j.finish(
+        s2,
+        AlertState::Completed,
+        &[("apns".into(), cursor(9, true))],
+    )
+    .unwrap();
+    let s3 = seq(&one(&j, cancel(3, 1)));
+    let before = contents(&j);
+    assert_eq!(before.len(), 4, "{before:?}");
+
+    let copy = crash_copy(dir.path());
+    assert_eq!(
+        in_redb_alone(copy.path()),
+        0,
+        "no checkpoint yet: all in the log"
+    );
+    let r = Journal::open(copy.path()).unwrap();
+    assert_eq!(contents(&r), before);
+    assert_eq!(r.alert(s1).unwrap().unwrap().state, AlertState::Cancelled);
+    // The replay went through the same rules: the next alert continues the
+    // sequence, a resend is a duplicate, other bytes are refused.
+    assert_eq!(seq(&one(&r, alert(4, 10))), s3 + 1);
+    assert!(matches!(one(&r, alert(2, 100)), CommitOutcome::Duplicate(x) if x.seq == s2));
+    let mut other = alert(2, 100);
+    other.digest = "ff".into();
+    assert!(matches!(one(&r, other), CommitOutcome::Rejected(_)));
+    // Opened twice more: nothing replays twice.
+    drop(r);
+    let r = Journal::open(copy.path()).unwrap();
+    assert_eq!(r.alert_count().unwrap(), 4);
+}
+
+#[test]
+fn a_checkpoint_window_answers_from_the_overlay() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let s1 = seq(&one(&j, alert(1, 500)));
+    // An open write transaction keeps the checkpoint waiting, and so the
+    // window open: every write below goes to the overlay.
+    let hold = j.begin_import().unwrap();
+    j.start_checkpoint();
+    assert!(j.in_window());
+    let s2 = seq(&one(&j, alert(2, 700)));
+    assert_eq!(s2, s1 + 1);
+    assert!(matches!(one(&j, alert(1, 500)), CommitOutcome::Duplicate(x) if x.seq == s1));
+    let s3 = seq(&one(&j, cancel(3, 1)));
+    assert!(matches!(one(&j, cancel(4, 99)), CommitOutcome::Rejected(_)));
+    j.write(&[Change::Cursors(vec![(s2, "feed".into(), cursor(3, false))])])
+        .unwrap();
+    j.finish(
+        s2,
+        AlertState::Completed,
+        &[("feed".into(), cursor(7, true))],
+    )
+    .unwrap();
+    // A stale flush after the final state leaves the cursor done.
+    j.write(&[Change::Cursors(vec![(s2, "feed".into(), cursor(4, false))])])
+        .unwrap();
+    assert!(j.in_window(), "the checkpoint finished while held");
+    let during = contents(&j);
+    assert_eq!(
+        during[..3]
+            .iter()
+            .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>(),
+        [
+            format!("{s3} {} Active", alert(3, 0).alert_id),
+            format!("{s2} {} Completed", alert(2, 0).alert_id),
+            format!("{s1} {} Cancelled", alert(1, 0).alert_id),
+        ]
+    );
+    assert!(j.cursors(s2).unwrap()["feed"].done);
+    assert_eq!(j.alert_count().unwrap(), 3);
+
+    // A crash now: redb has only alert 1; the log has the rest.
+    let copy = crash_copy(dir.path());
+    // The checkpoint runs once the transaction is gone; the next write ends
+    // the window and moves the overlay into redb.
+    drop(hold);
+    while j.in_window() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        j.write(&[]).unwrap();
+    }
+    assert_eq!(j.overlay_alerts(), 0);
+    assert_eq!(contents(&j), during);
+    assert_eq!(
+        in_redb_alone(copy.path()),
+        0,
+        "the checkpoint was held: all in the log"
+    );
+    let r = Journal::open(copy.path()).unwrap();
+    assert_eq!(contents(&r), during);
+}
+
+#[test]
+fn a_small_log_laps_with_checkpoints_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // 64 KiB of log, 2 KiB alerts: many laps, each forcing a checkpoint.
+    let j = Journal::open_with(dir.path(), 64 << 10).unwrap();
+    for n in 1..=300u64 {
+        assert_eq!(seq(&one(&j, alert(n, 2048))), n);
+    }
+    let before = contents(&j);
+    let copy = crash_copy(dir.path());
+    let r = Journal::open_with(copy.path(), 64 << 10).unwrap();
+    assert_eq!(contents(&r), before);
+    drop(r);
+    // Opened with another log size: the old log is replayed, then replaced.
+    let r = Journal::open_with(copy.path(), 1 << 20).unwrap();
+    assert_eq!(contents(&r), before);
+    assert_eq!(
+        std::fs::metadata(copy.path().join("tocsin.wal"))
+            .unwrap()
+            .len(),
+        1 << 20
+    );
+    assert_eq!(seq(&one(&r, alert(301, 10))), 301);
+}
+
+#[test]
+fn a_log_from_another_journal_is_not_replayed() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let ja = Journal::open(a.path()).unwrap();
+    one(&ja, alert(1, 100));
+    let copy = crash_copy(a.path());
+    drop(Journal::open(b.path()).unwrap());
+    // b's redb beside a's log.
+    std::fs::copy(copy.path().join("tocsin.wal"), b.path().join("tocsin.wal")).unwrap();
+    let jb = Journal::open(b.path()).unwrap();
+    assert_eq!(jb.alert_count().unwrap(), 0);
+}
