@@ -155,6 +155,11 @@ pub struct DispatchSettings {
     /// increment, 0–19; 0 leaves them alone), so that receipts are not
     /// starved when deliveries saturate the cores.
     pub nice: i32,
+    /// Run the fan-out threads under `SCHED_IDLE`: they take only the CPU
+    /// the rest of the process leaves (within the service's cgroup under
+    /// systemd), and a waking ingest or journal thread preempts them at
+    /// once.
+    pub sched_idle: bool,
 }
 
 impl Default for DispatchSettings {
@@ -168,6 +173,7 @@ impl Default for DispatchSettings {
             max_attempts: 10,
             clock_speed: 1.0,
             nice: 10,
+            sched_idle: true,
         }
     }
 }

@@ -445,7 +445,7 @@ impl Daemon {
         );
         // Jobs, channels and their connections run on the fan-out runtime
         // (lower priority); ingest on its own thread (below).
-        let fanout_rt = Dedicated::fanout(settings.dispatch.nice)
+        let fanout_rt = Dedicated::fanout(settings.dispatch.nice, settings.dispatch.sched_idle)
             .map_err(|e| DaemonError::Config(format!("fan-out runtime: {e}")))?;
         let dispatcher = {
             let _in_fanout = fanout_rt.enter();

@@ -6,9 +6,13 @@
 //!   receipts, at the process's priority;
 //! - **fan-out** (`tocsin-fanout`, one worker per core): jobs, channels and
 //!   their connections, with every thread (blocking ones too) at a higher
-//!   nice value (`dispatch.nice`), so that when the cores are saturated by
+//!   nice value (`dispatch.nice`) and under `SCHED_IDLE`
+//!   (`dispatch.sched_idle`), so that when the cores are saturated by
 //!   deliveries the ingest and journal threads still run as soon as they
 //!   wake. The fan-out still takes every cycle nobody else wants.
+//!
+//! The ingest and journal threads also ask for a short time slice
+//! ([`short_slice`]).
 //!
 //! Both are dropped from async code and so shut down in the background.
 
@@ -33,20 +37,22 @@ impl Dedicated {
     }
 
     /// The fan-out runtime: one worker per core, each thread `nice` steps
-    /// below the process's priority (0 leaves it alone).
-    pub fn fanout(nice: i32) -> std::io::Result<Self> {
-        Self::new("tocsin-fanout", None, nice)
+    /// below the process's priority (0 leaves it alone), under `SCHED_IDLE`
+    /// when `idle`.
+    pub fn fanout(nice: i32, idle: bool) -> std::io::Result<Self> {
+        Self::new("tocsin-fanout", None, nice, idle)
     }
 
     /// A runtime of `workers` threads (one per core when `None`) named
-    /// `name`, every thread `nice` steps below the process's priority.
-    pub fn new(name: &str, workers: Option<usize>, nice: i32) -> std::io::Result<Self> {
+    /// `name`, every thread `nice` steps below the process's priority and,
+    /// when `idle`, under `SCHED_IDLE`.
+    pub fn new(name: &str, workers: Option<usize>, nice: i32, idle: bool) -> std::io::Result<Self> {
         let mut b = Builder::new_multi_thread();
         if let Some(n) = workers {
             b.worker_threads(n.max(1));
         }
         b.thread_name(name)
-            .on_thread_start(move || lower_priority(nice))
+            .on_thread_start(move || lower_priority(nice, idle))
             .enable_all()
             .build()
             .map(|rt| Self(Some(rt)))
@@ -131,18 +137,27 @@ pub fn short_slice() {
 }
 
 /// Raise the calling thread's nice value by `nice` (on Linux nice is per
-/// thread). Raising it needs no privilege; a failure only costs latency.
-fn lower_priority(nice: i32) {
-    if nice <= 0 {
-        return;
-    }
+/// thread) and, when `idle`, move it to `SCHED_IDLE`. Lowering either needs
+/// no privilege; a failure only costs latency.
+fn lower_priority(nice: i32, idle: bool) {
     #[cfg(unix)]
-    {
+    if nice > 0 {
         // SAFETY: nice(2) changes the calling thread's priority only; it has
         // no memory-safety preconditions. -1 is also a valid result, so
         // failures are not told apart (nothing to do about one anyway).
         let _ = unsafe { libc::nice(nice) };
     }
+    #[cfg(target_os = "linux")]
+    if idle {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler(2) on thread 0 (the caller) with a
+        // valid sched_param the kernel only reads.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "SCHED_IDLE refused");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = idle;
 }
 
 #[cfg(test)]
@@ -151,30 +166,33 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn fanout_threads_run_at_a_higher_nice_value() {
+    fn fanout_threads_run_at_a_higher_nice_value_and_idle() {
         let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-        let rt = Dedicated::fanout(7).unwrap();
-        let (nice, name) = rt
+        let probe = || {
+            let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+            let policy = unsafe { libc::sched_getscheduler(0) };
+            (
+                nice,
+                policy,
+                std::thread::current().name().map(str::to_owned),
+            )
+        };
+        let rt = Dedicated::fanout(7, true).unwrap();
+        let (nice, policy, name) = rt
             .handle()
             .unwrap()
-            .block_on(async {
-                tokio::spawn(async {
-                    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-                    (nice, std::thread::current().name().map(str::to_owned))
-                })
-                .await
-            })
+            .block_on(async { tokio::spawn(async move { probe() }).await })
             .unwrap();
         assert_eq!(nice, (own + 7).min(19));
+        assert_eq!(policy, libc::SCHED_IDLE);
         assert_eq!(name.as_deref(), Some("tocsin-fanout"));
         let ingest = Dedicated::ingest().unwrap();
-        let nice = ingest
+        let (nice, policy, name) = ingest
             .handle()
             .unwrap()
-            .block_on(async {
-                tokio::spawn(async { unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) } }).await
-            })
+            .block_on(async { tokio::spawn(async move { probe() }).await })
             .unwrap();
-        assert_eq!(nice, own);
+        assert_eq!((nice, policy), (own, libc::SCHED_OTHER));
+        assert_eq!(name.as_deref(), Some("tocsin-ingest"));
     }
 }

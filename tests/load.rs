@@ -75,7 +75,7 @@ async fn load(secs: u64, fanout: u32) {
     // The APNs server stands in for Apple's, across the network: it runs
     // on threads of its own at a lower priority, taking the CPU the daemon
     // leaves, as the machine it stands for would.
-    let peer_rt = Dedicated::new("apns-peer", Some(1), PEER_NICE).unwrap();
+    let peer_rt = Dedicated::new("apns-peer", Some(1), PEER_NICE, true).unwrap();
     let apns = {
         let _in_peer = peer_rt.enter();
         ApnsServer::start(ApnsServerOptions::from_key(&k)).unwrap()
