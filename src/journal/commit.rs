@@ -281,38 +281,10 @@ impl Writer {
 mod tests {
     use super::*;
 
+    use crate::journal::fixtures::{cursor, seq};
+
     fn alert(n: u64, digest: u64) -> NewAlert {
-        NewAlert {
-            alert_id: format!("police.gz@example.gov.cn,W-{n},2026-11-29T10:00:00+08:00"),
-            receipt: format!("r-{n}"),
-            authority: "gz".into(),
-            digest: format!("{digest:064x}"),
-            envelope: Arc::from(vec![0u8; 512]),
-            accepted_at: Utc::now(),
-            expires: None,
-            msg_type: MsgType::Alert,
-            status: "Actual".into(),
-            references: Vec::new(),
-            targeted: BTreeMap::new(),
-            expansion: None,
-        }
-    }
-
-    fn cursor(delivered: u64, done: bool) -> CursorRecord {
-        CursorRecord {
-            key: Some((7, 9)),
-            delivered,
-            failed: 0,
-            dropped: 0,
-            done,
-        }
-    }
-
-    fn seq(o: &CommitOutcome) -> u64 {
-        match o {
-            CommitOutcome::Accepted(r) | CommitOutcome::Duplicate(r) => r.seq,
-            CommitOutcome::Rejected(r) => panic!("{r:?}"),
-        }
+        crate::journal::fixtures::alert(n, digest, 512)
     }
 
     /// Alerts, cursors and final states from many callers at once all land,

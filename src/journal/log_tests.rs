@@ -2,30 +2,14 @@
 //! state directory while the journal is open (redb's file holds only its
 //! last checkpoint then; the rest is in the log) and opens the copy.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
-use chrono::Utc;
-
+use super::fixtures::{self, cursor, seq};
 use super::*;
 use crate::alert::cap::MsgType;
 
 fn alert(n: u64, body: usize) -> NewAlert {
-    NewAlert {
-        alert_id: format!("police.gz@example.gov.cn,W-{n},2026-11-29T10:00:00+08:00"),
-        receipt: format!("r-{n}"),
-        authority: "gz".into(),
-        digest: format!("{n:064x}"),
-        envelope: Arc::from(vec![n as u8; body]),
-        accepted_at: Utc::now(),
-        expires: None,
-        msg_type: MsgType::Alert,
-        status: "Actual".into(),
-        references: Vec::new(),
-        targeted: BTreeMap::new(),
-        expansion: None,
-    }
+    fixtures::alert(n, n, body)
 }
 
 fn cancel(n: u64, of: u64) -> NewAlert {
@@ -33,23 +17,6 @@ fn cancel(n: u64, of: u64) -> NewAlert {
         msg_type: MsgType::Cancel,
         references: vec![alert(of, 0).alert_id],
         ..alert(n, 64)
-    }
-}
-
-fn cursor(delivered: u64, done: bool) -> CursorRecord {
-    CursorRecord {
-        key: Some((1, 2)),
-        delivered,
-        failed: 0,
-        dropped: 0,
-        done,
-    }
-}
-
-fn seq(o: &CommitOutcome) -> u64 {
-    match o {
-        CommitOutcome::Accepted(r) | CommitOutcome::Duplicate(r) => r.seq,
-        CommitOutcome::Rejected(r) => panic!("{r:?}"),
     }
 }
 

@@ -11,6 +11,8 @@ mod change;
 mod checkpoint;
 mod commit;
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod log_tests;
 mod overlay;
 mod records;

@@ -228,9 +228,10 @@ impl Journal {
         };
         {
             let mut log = journal.log.lock();
+            let mut overlay = journal.overlay.write();
             let guard = journal.db.read();
             if let Some(db) = guard.as_ref() {
-                journal.recover(db, &mut log)?;
+                journal.recover(db, &mut log, &mut overlay)?;
             }
         }
         Ok(journal)
@@ -239,7 +240,12 @@ impl Journal {
     /// Apply the log's groups after redb's last durable one, durably, and
     /// start the log after them. Drops the overlay and any running
     /// checkpoint's window: the log holds their groups.
-    fn recover(&self, db: &Database, log: &mut Log) -> Result<(), JournalError> {
+    fn recover(
+        &self,
+        db: &Database,
+        log: &mut Log,
+        overlay: &mut Overlay,
+    ) -> Result<(), JournalError> {
         let (lsn, end) = {
             let tx = db.begin_read()?;
             let meta = tx.open_table(META)?;
@@ -273,7 +279,7 @@ impl Journal {
             tx.commit()?;
             log.wal.restart(lsn, 0);
         }
-        self.overlay.write().clear();
+        overlay.clear();
         log.window = None;
         log.unsaved = false;
         log.last_checkpoint = Instant::now();
@@ -286,11 +292,19 @@ impl Journal {
         &self,
         f: impl FnOnce(&Database) -> Result<T, JournalError>,
     ) -> Result<T, JournalError> {
+        self.ensure_open()?;
+        self.run_db(f)
+    }
+
+    /// Reopen the database if a storage fault closed it. Locks are taken in
+    /// one order everywhere: log, overlay, database; so a reader must call
+    /// this before it takes the overlay's lock, never while holding it.
+    fn ensure_open(&self) -> Result<(), JournalError> {
         if self.db.read().is_none() {
             let mut log = self.log.lock();
             self.reopen(&mut log)?;
         }
-        self.run_db(f)
+        Ok(())
     }
 
     /// Run `f` on the database if it is open. A storage fault closes the
@@ -325,6 +339,7 @@ impl Journal {
     /// Open the file again after a storage fault (redb repairs it from the
     /// last durable commit) and replay the log into it.
     fn reopen(&self, log: &mut Log) -> Result<(), JournalError> {
+        let mut overlay = self.overlay.write();
         let mut w = self.db.write();
         if w.is_some() {
             return Ok(());
@@ -340,7 +355,7 @@ impl Journal {
         }
         let db = Database::create(&self.path)
             .map_err(|e| JournalError::Unavailable(format!("reopen: {e}")))?;
-        self.recover(&db, log)
+        self.recover(&db, log, &mut overlay)
             .map_err(|e| JournalError::Unavailable(format!("reopen: {e}")))?;
         tracing::warn!("journal reopened after a storage fault");
         *w = Some(db);
@@ -642,8 +657,9 @@ impl Journal {
 
     /// Every alert record, newest first, at most `limit`.
     pub fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>, JournalError> {
+        self.ensure_open()?;
         let overlay = self.overlay.read();
-        let mut out: BTreeMap<u64, AlertRecord> = self.with_db(|db| {
+        let mut out: BTreeMap<u64, AlertRecord> = self.run_db(|db| {
             let tx = db.begin_read()?;
             let t = tx.open_table(ALERTS)?;
             let mut out = BTreeMap::new();
@@ -663,8 +679,9 @@ impl Journal {
 
     /// Number of alerts journaled.
     pub fn alert_count(&self) -> Result<u64, JournalError> {
+        self.ensure_open()?;
         let overlay = self.overlay.read();
-        let n = self.with_db(|db| {
+        let n = self.run_db(|db| {
             let tx = db.begin_read()?;
             let t = tx.open_table(ALERTS)?;
             Ok(t.len()?)
@@ -701,8 +718,9 @@ impl Journal {
 
     /// Every job cursor of an alert, by channel name.
     pub fn cursors(&self, seq: u64) -> Result<BTreeMap<String, CursorRecord>, JournalError> {
+        self.ensure_open()?;
         let overlay = self.overlay.read();
-        let mut out = self.with_db(|db| {
+        let mut out = self.run_db(|db| {
             let tx = db.begin_read()?;
             let t = tx.open_table(CURSORS)?;
             let mut out = BTreeMap::new();
@@ -849,23 +867,30 @@ impl<'t> Tables<'t> {
     }
 }
 
-impl Rows for Tables<'_> {
-    fn seq_of(&self, alert_id: &str) -> Result<Option<u64>, JournalError> {
-        Ok(self.ids.get(alert_id)?.map(|v| v.value()))
-    }
+/// The rules' reads, the same for the write transaction and a snapshot.
+macro_rules! rows_from_tables {
+    ($t:ty) => {
+        impl Rows for $t {
+            fn seq_of(&self, alert_id: &str) -> Result<Option<u64>, JournalError> {
+                Ok(self.ids.get(alert_id)?.map(|v| v.value()))
+            }
 
-    fn alert(&self, seq: u64) -> Result<Option<AlertRecord>, JournalError> {
-        decode_alert(&self.alerts, seq)
-    }
+            fn alert(&self, seq: u64) -> Result<Option<AlertRecord>, JournalError> {
+                decode_alert(&self.alerts, seq)
+            }
 
-    fn cursor(&self, seq: u64, name: &str) -> Result<Option<CursorRecord>, JournalError> {
-        decode_cursor(&self.cursors, seq, name)
-    }
+            fn cursor(&self, seq: u64, name: &str) -> Result<Option<CursorRecord>, JournalError> {
+                decode_cursor(&self.cursors, seq, name)
+            }
 
-    fn next_seq(&self) -> Result<u64, JournalError> {
-        Ok(self.meta.get(NEXT_ALERT)?.map(|v| v.value()).unwrap_or(1))
-    }
+            fn next_seq(&self) -> Result<u64, JournalError> {
+                Ok(self.meta.get(NEXT_ALERT)?.map(|v| v.value()).unwrap_or(1))
+            }
+        }
+    };
 }
+rows_from_tables!(Tables<'_>);
+rows_from_tables!(Snapshot);
 
 impl RowsMut for Tables<'_> {
     fn put_alert(&mut self, rec: &AlertRecord) -> Result<(), JournalError> {
@@ -909,24 +934,6 @@ impl Snapshot {
             meta: tx.open_table(META)?,
             cursors: tx.open_table(CURSORS)?,
         })
-    }
-}
-
-impl Rows for Snapshot {
-    fn seq_of(&self, alert_id: &str) -> Result<Option<u64>, JournalError> {
-        Ok(self.ids.get(alert_id)?.map(|v| v.value()))
-    }
-
-    fn alert(&self, seq: u64) -> Result<Option<AlertRecord>, JournalError> {
-        decode_alert(&self.alerts, seq)
-    }
-
-    fn cursor(&self, seq: u64, name: &str) -> Result<Option<CursorRecord>, JournalError> {
-        decode_cursor(&self.cursors, seq, name)
-    }
-
-    fn next_seq(&self) -> Result<u64, JournalError> {
-        Ok(self.meta.get(NEXT_ALERT)?.map(|v| v.value()).unwrap_or(1))
     }
 }
 
