@@ -429,7 +429,11 @@ impl Journal {
     }
 
     /// Apply the group in a redb transaction, log it, then commit the
-    /// transaction without an fsync. A failed log write aborts it.
+    /// transaction without an fsync. A failed log write aborts it. A failure
+    /// after the log write closes the database: the group is in the log, so
+    /// the reopen replays it, and redb never goes on without a group the log
+    /// holds (a replay after a crash would otherwise give later groups other
+    /// sequence numbers than they were answered with).
     fn write_to_redb(
         &self,
         log: &mut Log,
@@ -437,7 +441,8 @@ impl Journal {
         buf: &[u8],
         durable: bool,
     ) -> Result<Vec<Option<CommitOutcome>>, JournalError> {
-        let logged = self.run_db(|db| {
+        let mut logged = false;
+        let result = self.run_db(|db| {
             let mut tx = db.begin_write()?;
             tx.set_durability(Durability::None)?;
             let applied = {
@@ -445,6 +450,7 @@ impl Journal {
                 let out = rules::apply(&mut t, changes)?;
                 match log.wal.append(buf, durable) {
                     Ok((lsn, end)) => {
+                        logged = true;
                         t.set_log_position(lsn, end)?;
                         Ok(out)
                     }
@@ -461,9 +467,18 @@ impl Journal {
                     Ok(Err(e))
                 }
             }
-        })?;
-        // A log fault leaves redb as it was: no reopen needed.
-        logged.map_err(|e| JournalError::Unavailable(e.to_string()))
+        });
+        match result {
+            Ok(Ok(out)) => Ok(out),
+            // A log fault leaves redb as it was: no reopen needed.
+            Ok(Err(e)) => Err(JournalError::Unavailable(e.to_string())),
+            Err(e) => {
+                if logged {
+                    self.close(&e);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// While a checkpoint runs: apply the group to the overlay over a read
