@@ -242,8 +242,11 @@ async fn run(cli: Cli) -> Result<()> {
             cmd: SubCmd::Import { file, config },
         } => {
             let settings = tocsin::config::Settings::load(&config)?;
-            let journal = tocsin::journal::Journal::open(&settings.node.state_dir)
-                .context("opening the journal (is the daemon running? stop it first)")?;
+            let journal = tocsin::journal::Journal::open_with(
+                &settings.node.state_dir,
+                tocsin::journal::log_bytes_for(settings.ingest.max_envelope_bytes),
+            )
+            .context("opening the journal (is the daemon running? stop it first)")?;
             let f = std::fs::File::open(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let bar = indicatif::ProgressBar::new_spinner();
