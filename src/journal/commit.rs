@@ -1,9 +1,10 @@
 //! Group commit: the journal's one writer. Concurrent submissions, job
 //! cursors and final states queue here; one blocking thread drains up to
-//! `commit_batch` alerts with everything queued beside them into one redb
-//! transaction and answers each caller. One fsync then acknowledges many
-//! alerts and cursors (DESIGN §10: ≈ 8 k single commits/s, far more in
-//! groups), and no writer waits on another for redb's write lock.
+//! `commit_batch` alerts (and at most a quarter of the write-ahead log's
+//! bytes) with everything queued beside them into one group, which
+//! [`Journal::write`] logs with one `fdatasync` and applies to redb, and
+//! answers each caller. One sync then acknowledges many alerts and cursors,
+//! and no writer waits on another for redb's write lock.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -236,7 +237,7 @@ impl Writer {
         self.replies.push(reply);
     }
 
-    /// Write what was gathered in one transaction and answer every caller.
+    /// Write what was gathered as one group and answer every caller.
     fn flush(&mut self) {
         if self.changes.is_empty() {
             return;
