@@ -27,13 +27,7 @@ impl Dedicated {
     /// The ingest runtime: one worker thread at normal priority, with a
     /// short scheduler slice ([`short_slice`]).
     pub fn ingest() -> std::io::Result<Self> {
-        Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("tocsin-ingest")
-            .on_thread_start(short_slice)
-            .enable_all()
-            .build()
-            .map(|rt| Self(Some(rt)))
+        Self::build("tocsin-ingest", Some(1), short_slice)
     }
 
     /// The fan-out runtime: one worker per core, each thread `nice` steps
@@ -47,12 +41,22 @@ impl Dedicated {
     /// `name`, every thread `nice` steps below the process's priority and,
     /// when `idle`, under `SCHED_IDLE`.
     pub fn new(name: &str, workers: Option<usize>, nice: i32, idle: bool) -> std::io::Result<Self> {
+        Self::build(name, workers, move || lower_priority(nice, idle))
+    }
+
+    /// A runtime of `workers` threads (one per core when `None`) named
+    /// `name`, each running `on_start` first.
+    fn build(
+        name: &str,
+        workers: Option<usize>,
+        on_start: impl Fn() + Send + Sync + 'static,
+    ) -> std::io::Result<Self> {
         let mut b = Builder::new_multi_thread();
         if let Some(n) = workers {
             b.worker_threads(n.max(1));
         }
         b.thread_name(name)
-            .on_thread_start(move || lower_priority(nice, idle))
+            .on_thread_start(on_start)
             .enable_all()
             .build()
             .map(|rt| Self(Some(rt)))

@@ -149,8 +149,6 @@ struct Log {
     /// A checkpoint is running: groups go to the overlay.
     window: Option<Window>,
     last_checkpoint: Instant,
-    /// Groups went into redb since the last checkpoint began.
-    unsaved: bool,
     /// How long finished checkpoints took, until collected.
     took: Vec<Duration>,
     buf: Vec<u8>,
@@ -160,10 +158,9 @@ struct Log {
 struct Window {
     /// Log offset the checkpoint covers up to.
     covers: u64,
-    /// The groups in the overlay, in order.
+    /// The groups in the overlay, in order (the last of them is the log's
+    /// last record).
     pending: Vec<Change>,
-    /// Lsn and end of the last of them.
-    last: Option<(u64, u64)>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> JournalError {
@@ -217,7 +214,6 @@ impl Journal {
                 checkpointer,
                 window: None,
                 last_checkpoint: Instant::now(),
-                unsaved: false,
                 took: Vec::new(),
                 buf: Vec::new(),
             }),
@@ -281,7 +277,6 @@ impl Journal {
         }
         overlay.clear();
         log.window = None;
-        log.unsaved = false;
         log.last_checkpoint = Instant::now();
         Ok(())
     }
@@ -301,8 +296,15 @@ impl Journal {
     /// this before it takes the overlay's lock, never while holding it.
     fn ensure_open(&self) -> Result<(), JournalError> {
         if self.db.read().is_none() {
-            let mut log = self.log.lock();
-            self.reopen(&mut log)?;
+            self.reopen(&mut self.log.lock())?;
+        }
+        Ok(())
+    }
+
+    /// [`Journal::ensure_open`] for a caller holding the log.
+    fn ensure_open_locked(&self, log: &mut Log) -> Result<(), JournalError> {
+        if self.db.read().is_none() {
+            self.reopen(log)?;
         }
         Ok(())
     }
@@ -398,9 +400,7 @@ impl Journal {
                 self.end_window(log, r);
             }
         }
-        if self.db.read().is_none() {
-            self.reopen(log)?;
-        }
+        self.ensure_open_locked(log)?;
         let mut buf = std::mem::take(&mut log.buf);
         let out = self.write_logged(log, changes, &mut buf);
         log.buf = buf;
@@ -420,7 +420,6 @@ impl Journal {
             return self.write_to_overlay(log, changes, buf, durable);
         }
         let out = self.write_to_redb(log, changes, buf, durable)?;
-        log.unsaved = true;
         if log.wal.used() >= log.wal.size() / 4 || log.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
         {
             self.begin_checkpoint(log);
@@ -505,14 +504,12 @@ impl Journal {
             )?;
             Ok((out, group))
         })?;
-        let (lsn, end) = log
-            .wal
+        log.wal
             .append(buf, durable)
             .map_err(|e| JournalError::Unavailable(e.to_string()))?;
         self.overlay.write().merge(group);
         if let Some(w) = log.window.as_mut() {
             w.pending.extend_from_slice(changes);
-            w.last = Some((lsn, end));
         }
         Ok(out)
     }
@@ -524,9 +521,7 @@ impl Journal {
             log.window = Some(Window {
                 covers: log.wal.head(),
                 pending: Vec::new(),
-                last: None,
             });
-            log.unsaved = false;
             log.last_checkpoint = Instant::now();
         }
     }
@@ -547,9 +542,10 @@ impl Journal {
         };
         log.wal.set_tail(w.covers);
         log.took.push(took);
-        let Some((lsn, end)) = w.last else {
+        if w.pending.is_empty() {
             return;
-        };
+        }
+        let (lsn, end) = (log.wal.lsn(), log.wal.head());
         // Readers wait while redb and the overlay change hands, so none sees
         // a group in both or in neither.
         let mut overlay = self.overlay.write();
@@ -565,10 +561,7 @@ impl Journal {
             Ok(())
         });
         match applied {
-            Ok(()) => {
-                overlay.clear();
-                log.unsaved = true;
-            }
+            Ok(()) => overlay.clear(),
             Err(e) => {
                 drop(overlay);
                 self.close(&e);
@@ -583,10 +576,9 @@ impl Journal {
             if log.window.is_some() {
                 let r = log.checkpointer.wait();
                 self.end_window(log, r);
-                if self.db.read().is_none() {
-                    self.reopen(log)?;
-                }
-            } else if log.unsaved {
+                self.ensure_open_locked(log)?;
+            } else if log.wal.used() > 0 {
+                // Groups in redb since the last checkpoint: one frees their space.
                 self.begin_checkpoint(log);
                 if log.window.is_none() {
                     return Err(JournalError::Corrupt("checkpoint thread stopped".into()));
@@ -609,27 +601,16 @@ impl Journal {
             let r = log.checkpointer.wait();
             self.end_window(&mut log, r);
         }
+        self.ensure_open_locked(&mut log)?;
         let head = log.wal.head();
-        self.with_db_locked(&mut log, |db| {
+        self.run_db(|db| {
             let mut tx = db.begin_write()?;
             tx.set_durability(Durability::Immediate)?;
             tx.commit()?;
             Ok(())
         })?;
         log.wal.set_tail(head);
-        log.unsaved = false;
         Ok(())
-    }
-
-    fn with_db_locked<T>(
-        &self,
-        log: &mut Log,
-        f: impl FnOnce(&Database) -> Result<T, JournalError>,
-    ) -> Result<T, JournalError> {
-        if self.db.read().is_none() {
-            self.reopen(log)?;
-        }
-        self.run_db(f)
     }
 
     /// One alert record.

@@ -209,6 +209,11 @@ impl Wal {
         self.used() + skip + need < self.size
     }
 
+    /// Lsn of the last record written.
+    pub fn lsn(&self) -> u64 {
+        self.lsn
+    }
+
     /// Where the next record goes.
     pub fn head(&self) -> u64 {
         self.head
