@@ -143,7 +143,7 @@ pub fn short_slice() {
 /// Raise the calling thread's nice value by `nice` (on Linux nice is per
 /// thread) and, when `idle`, move it to `SCHED_IDLE`. Lowering either needs
 /// no privilege; a failure only costs latency.
-fn lower_priority(nice: i32, idle: bool) {
+pub fn lower_priority(nice: i32, idle: bool) {
     #[cfg(unix)]
     if nice > 0 {
         // SAFETY: nice(2) changes the calling thread's priority only; it has

@@ -1,8 +1,10 @@
-//! The checkpoint thread: on request, one empty redb commit with
-//! `Durability::Immediate`, which makes every earlier non-durable commit
-//! durable (one flush and one fsync of the pages they wrote). It runs beside
-//! the journal's writer, which meanwhile answers from the overlay, so no
-//! receipt waits for redb's fsync.
+//! The checkpoint thread: on request, it writes a frozen overlay layer (the
+//! rows of every group logged since the last checkpoint) to redb in one
+//! transaction with `Durability::Immediate`, together with the log position
+//! it covers. It is redb's only writer of alerts and cursors, runs under
+//! `SCHED_IDLE` (a waking receipt thread preempts it at once) beside the
+//! journal's writer, which meanwhile answers from the overlay's next layer,
+//! so no receipt waits for redb.
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -10,43 +12,51 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
-use redb::{Database, Durability};
+use redb::Database;
 
-use super::store::JournalError;
+use super::overlay::Overlay;
+use super::store::{self, JournalError};
 
 type Db = Arc<RwLock<Option<Database>>>;
+
+/// One checkpoint: the rows to write and the log position they reach.
+struct Job {
+    id: u64,
+    rows: Arc<Overlay>,
+    lsn: u64,
+    end: u64,
+}
 
 /// Handle to the thread; dropping it stops and joins the thread, so the
 /// database is closed when the journal is.
 pub(super) struct Checkpointer {
-    requests: Option<mpsc::Sender<u64>>,
+    requests: Option<mpsc::Sender<Job>>,
     done: mpsc::Receiver<(u64, Result<Duration, JournalError>)>,
     thread: Option<JoinHandle<()>>,
     /// Id of the request sent last; results of earlier ones are stale.
     sent: u64,
 }
 
-fn commit(db: &Db) -> Result<Duration, JournalError> {
+fn run(db: &Db, job: &Job) -> Result<Duration, JournalError> {
     let t0 = Instant::now();
     let guard = db.read();
     let db = guard
         .as_ref()
         .ok_or_else(|| JournalError::Unavailable("journal closed".into()))?;
-    let mut tx = db.begin_write()?;
-    tx.set_durability(Durability::Immediate)?;
-    tx.commit()?;
+    store::checkpoint_commit(db, &job.rows, job.lsn, job.end)?;
     Ok(t0.elapsed())
 }
 
 impl Checkpointer {
     pub fn start(db: Db) -> Result<Self, JournalError> {
-        let (requests, rx) = mpsc::channel::<u64>();
+        let (requests, rx) = mpsc::channel::<Job>();
         let (tx, done) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("tocsin-checkpoint".into())
             .spawn(move || {
-                for id in rx {
-                    if tx.send((id, commit(&db))).is_err() {
+                crate::runtime::lower_priority(0, true);
+                for job in rx {
+                    if tx.send((job.id, run(&db, &job))).is_err() {
                         return;
                     }
                 }
@@ -59,11 +69,17 @@ impl Checkpointer {
         })
     }
 
-    /// Start one checkpoint. False when the thread is gone.
-    pub fn request(&mut self) -> bool {
+    /// Start one checkpoint: write `rows` and log position `lsn`/`end`
+    /// durably. False when the thread is gone.
+    pub fn request(&mut self, rows: Arc<Overlay>, lsn: u64, end: u64) -> bool {
         self.sent += 1;
-        let id = self.sent;
-        self.requests.as_ref().is_some_and(|r| r.send(id).is_ok())
+        let job = Job {
+            id: self.sent,
+            rows,
+            lsn,
+            end,
+        };
+        self.requests.as_ref().is_some_and(|r| r.send(job).is_ok())
     }
 
     /// The result of the checkpoint requested last, if it is done.

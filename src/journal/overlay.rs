@@ -1,8 +1,10 @@
-//! What the journal has logged but redb does not hold yet. While a checkpoint
-//! holds redb's write lock for its fsync, the writer goes on: it applies each
-//! group's rules to this overlay on top of a read snapshot of redb, logs the
-//! group, and answers. Readers look here first. When the checkpoint is done
-//! the writer replays the pending groups into redb and clears the overlay.
+//! What the journal has logged but redb does not hold yet. The writer never
+//! writes redb itself: it applies each group's rules to the overlay on top
+//! of a read snapshot of redb, logs the group, and answers. Now and then the
+//! checkpoint thread takes the overlay's rows (the writer freezes them and
+//! starts a fresh layer) and writes them to redb in one durable transaction
+//! (`checkpoint.rs`); then the frozen layer is dropped. Readers look in the
+//! active layer, then the frozen one, then redb.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use super::records::{AlertRecord, CursorRecord};
 use super::rules::{Rows, RowsMut};
 use super::store::JournalError;
 
-/// Rows written since the checkpoint began.
+/// Rows written by some groups, later ones winning.
 #[derive(Default)]
 pub(super) struct Overlay {
     ids: HashMap<String, u64>,
@@ -33,46 +35,131 @@ impl Overlay {
         }
     }
 
-    pub fn clear(&mut self) {
-        *self = Self::default();
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.alerts.is_empty() && self.cursors.is_empty() && self.next_seq.is_none()
     }
 
-    pub fn seq_of(&self, alert_id: &str) -> Option<u64> {
-        self.ids.get(alert_id).copied()
+    /// Write every row to `rows` (redb's transaction at a checkpoint).
+    pub fn write_to(&self, rows: &mut impl RowsMut) -> Result<(), JournalError> {
+        for (seq, rec) in &self.alerts {
+            match self.envelopes.get(seq) {
+                Some(env) => rows.put_new(rec, env)?,
+                None => rows.put_alert(rec)?,
+            }
+        }
+        for ((seq, name), c) in &self.cursors {
+            rows.put_cursor(*seq, name, c)?;
+        }
+        if let Some(n) = self.next_seq {
+            rows.set_next_seq(n)?;
+        }
+        Ok(())
     }
 
-    pub fn alert(&self, seq: u64) -> Option<&AlertRecord> {
-        self.alerts.get(&seq)
+    fn cursor(&self, seq: u64, name: &str) -> Option<&CursorRecord> {
+        self.cursors.get(&(seq, name.to_string()))
     }
 
-    pub fn envelope(&self, seq: u64) -> Option<&Arc<[u8]>> {
-        self.envelopes.get(&seq)
-    }
-
-    /// Every alert record here (new and changed), by sequence number.
-    pub fn alerts(&self) -> impl DoubleEndedIterator<Item = &AlertRecord> {
-        self.alerts.values()
-    }
-
-    /// Alerts new here (not in redb).
-    pub fn new_alerts(&self) -> usize {
-        self.envelopes.len()
-    }
-
-    /// The cursors of one alert written here.
-    pub fn cursors(&self, seq: u64) -> impl Iterator<Item = (&str, &CursorRecord)> {
+    fn cursors_of(&self, seq: u64) -> impl Iterator<Item = (&str, &CursorRecord)> {
         self.cursors
             .range((seq, String::new())..(seq + 1, String::new()))
             .map(|((_, name), c)| (name.as_str(), c))
     }
 }
 
-/// The rules' view while a checkpoint runs: this group's rows, then the
-/// groups' before it, then redb's snapshot. Writes go to `group` only, so a
-/// group whose log write fails leaves the overlay as it was.
+/// The overlay readers see: the layer being written and, while a checkpoint
+/// runs, the layer it is writing to redb.
+#[derive(Default)]
+pub(super) struct Layers {
+    active: Overlay,
+    frozen: Option<Arc<Overlay>>,
+}
+
+impl Layers {
+    /// Take in a group's rows.
+    pub fn merge(&mut self, group: Overlay) {
+        self.active.merge(group);
+    }
+
+    /// Hand the active layer to a checkpoint: it stays visible (frozen)
+    /// until [`Layers::checkpointed`]; writes go to a fresh layer.
+    pub fn freeze(&mut self) -> Arc<Overlay> {
+        let f = Arc::new(std::mem::take(&mut self.active));
+        self.frozen = Some(f.clone());
+        f
+    }
+
+    /// The frozen layer is in redb now.
+    pub fn checkpointed(&mut self) {
+        self.frozen = None;
+    }
+
+    /// Whether nothing is written here.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.active.is_empty() && self.frozen.as_ref().is_none_or(|f| f.is_empty())
+    }
+
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// The layers, newest first.
+    fn newest_first(&self) -> impl Iterator<Item = &Overlay> {
+        std::iter::once(&self.active).chain(self.frozen.as_deref())
+    }
+
+    pub fn seq_of(&self, alert_id: &str) -> Option<u64> {
+        self.newest_first()
+            .find_map(|o| o.ids.get(alert_id).copied())
+    }
+
+    pub fn alert(&self, seq: u64) -> Option<&AlertRecord> {
+        self.newest_first().find_map(|o| o.alerts.get(&seq))
+    }
+
+    pub fn envelope(&self, seq: u64) -> Option<&Arc<[u8]>> {
+        self.newest_first().find_map(|o| o.envelopes.get(&seq))
+    }
+
+    pub fn cursor(&self, seq: u64, name: &str) -> Option<&CursorRecord> {
+        self.newest_first().find_map(|o| o.cursor(seq, name))
+    }
+
+    pub fn next_seq(&self) -> Option<u64> {
+        self.newest_first().find_map(|o| o.next_seq)
+    }
+
+    /// Every alert record here (new and changed), oldest layer first, so
+    /// that collecting them keeps the newest version.
+    pub fn alerts(&self) -> impl Iterator<Item = &AlertRecord> {
+        let frozen = self.frozen.iter().flat_map(|f| f.alerts.values());
+        frozen.chain(self.active.alerts.values())
+    }
+
+    /// Alerts new here with a sequence number from `from` on (those a redb
+    /// snapshot whose next number is `from` does not hold).
+    pub fn new_alerts_from(&self, from: u64) -> usize {
+        self.newest_first()
+            .flat_map(|o| o.envelopes.keys())
+            .filter(|&&s| s >= from)
+            .count()
+    }
+
+    /// The cursors of one alert written here, oldest layer first.
+    pub fn cursors(&self, seq: u64) -> impl Iterator<Item = (&str, &CursorRecord)> {
+        let frozen = self.frozen.iter().flat_map(move |f| f.cursors_of(seq));
+        frozen.chain(self.active.cursors_of(seq))
+    }
+}
+
+/// The rules' view for the writer: this group's rows, then the layers
+/// before it, then redb's snapshot. Writes go to `group` only, so a group
+/// whose log write fails leaves the overlay as it was.
 pub(super) struct View<'a, B: Rows> {
     pub base: &'a B,
-    pub before: &'a Overlay,
+    pub before: &'a Layers,
     pub group: &'a mut Overlay,
 }
 
@@ -80,7 +167,9 @@ impl<B: Rows> Rows for View<'_, B> {
     fn seq_of(&self, alert_id: &str) -> Result<Option<u64>, JournalError> {
         match self
             .group
-            .seq_of(alert_id)
+            .ids
+            .get(alert_id)
+            .copied()
             .or_else(|| self.before.seq_of(alert_id))
         {
             Some(s) => Ok(Some(s)),
@@ -89,19 +178,22 @@ impl<B: Rows> Rows for View<'_, B> {
     }
 
     fn alert(&self, seq: u64) -> Result<Option<AlertRecord>, JournalError> {
-        match self.group.alert(seq).or_else(|| self.before.alert(seq)) {
+        match self
+            .group
+            .alerts
+            .get(&seq)
+            .or_else(|| self.before.alert(seq))
+        {
             Some(r) => Ok(Some(r.clone())),
             None => self.base.alert(seq),
         }
     }
 
     fn cursor(&self, seq: u64, name: &str) -> Result<Option<CursorRecord>, JournalError> {
-        let key = (seq, name.to_string());
         match self
             .group
-            .cursors
-            .get(&key)
-            .or_else(|| self.before.cursors.get(&key))
+            .cursor(seq, name)
+            .or_else(|| self.before.cursor(seq, name))
         {
             Some(c) => Ok(Some(c.clone())),
             None => self.base.cursor(seq, name),
@@ -109,7 +201,7 @@ impl<B: Rows> Rows for View<'_, B> {
     }
 
     fn next_seq(&self) -> Result<u64, JournalError> {
-        match self.group.next_seq.or(self.before.next_seq) {
+        match self.group.next_seq.or_else(|| self.before.next_seq()) {
             Some(n) => Ok(n),
             None => self.base.next_seq(),
         }

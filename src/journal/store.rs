@@ -1,8 +1,8 @@
 //! The redb-backed store: tables, transactions and typed accessors, with
-//! the write-ahead log in front (`wal.rs`). A receipt waits for the log's
-//! `fdatasync`; redb takes each group without one, and a checkpoint makes it
-//! durable off the receipt path. Nothing here is async (callers use a
-//! blocking thread or `spawn_blocking`).
+//! the write-ahead log in front (`wal.rs`) and the overlay beside it
+//! (`overlay.rs`). A receipt waits for the log's `fdatasync` only; redb
+//! takes the groups in batches at checkpoints, off the receipt path. Nothing
+//! here is async (callers use a blocking thread or `spawn_blocking`).
 //!
 //! Storage faults (a full disk, `EFBIG`, a read-only or vanished file) are
 //! [`JournalError::Unavailable`]. A fault in the log leaves redb as it was.
@@ -26,7 +26,7 @@ use redb::{
 use super::change::{self, Change};
 use super::checkpoint::Checkpointer;
 use super::commit::{CommitOutcome, NewAlert};
-use super::overlay::{Overlay, View};
+use super::overlay::{Layers, Overlay, View};
 use super::records::{AlertRecord, AlertState, CursorRecord, SubscriberRecord};
 use super::rules::{self, Rows, RowsMut};
 use super::wal::Wal;
@@ -121,18 +121,18 @@ type Db = Arc<RwLock<Option<Database>>>;
 /// The journal: a redb file and its write-ahead log (`wal.rs`).
 ///
 /// Every write goes through [`Journal::write`]: the group's rules are applied
-/// in a redb transaction committed without an fsync, and the group is
-/// appended to the log, which is `fdatasync`ed when the group holds anything
-/// that must be durable. A checkpoint thread makes redb durable now and then
-/// (`checkpoint.rs`); while it holds redb's write lock, groups are applied to
-/// the overlay instead (`overlay.rs`), and readers look there first. On open,
-/// and on the reopen after a storage fault, the log's groups after redb's
-/// last durable one are replayed.
+/// to the overlay over a read snapshot of redb (`overlay.rs`), and the group
+/// is appended to the log, which is `fdatasync`ed when the group holds
+/// anything that must be durable. Readers look in the overlay first. A
+/// checkpoint thread (`checkpoint.rs`) writes the overlay's rows to redb in
+/// one durable transaction now and then, which frees the log behind them. On
+/// open, and on the reopen after a storage fault, the log's groups after
+/// redb's last checkpoint are replayed.
 pub struct Journal {
     path: PathBuf,
     /// The writer's state; taken before `db` when both are needed.
     log: Mutex<Log>,
-    overlay: RwLock<Overlay>,
+    overlay: RwLock<Layers>,
     /// `None` after a storage fault until a reopen succeeds. Every accessor
     /// holds the read lock for its whole transaction, so a reopen (write
     /// lock) never races an open transaction.
@@ -146,7 +146,7 @@ pub struct Journal {
 struct Log {
     wal: Wal,
     checkpointer: Checkpointer,
-    /// A checkpoint is running: groups go to the overlay.
+    /// A checkpoint is running.
     window: Option<Window>,
     last_checkpoint: Instant,
     /// How long finished checkpoints took, until collected.
@@ -154,13 +154,10 @@ struct Log {
     buf: Vec<u8>,
 }
 
-/// A running checkpoint and the groups written beside it.
+/// A running checkpoint.
 struct Window {
     /// Log offset the checkpoint covers up to.
     covers: u64,
-    /// The groups in the overlay, in order (the last of them is the log's
-    /// last record).
-    pending: Vec<Change>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> JournalError {
@@ -217,7 +214,7 @@ impl Journal {
                 took: Vec::new(),
                 buf: Vec::new(),
             }),
-            overlay: RwLock::new(Overlay::default()),
+            overlay: RwLock::new(Layers::default()),
             db,
             last_reopen: Mutex::new(None),
             log_bytes,
@@ -240,7 +237,7 @@ impl Journal {
         &self,
         db: &Database,
         log: &mut Log,
-        overlay: &mut Overlay,
+        overlay: &mut Layers,
     ) -> Result<(), JournalError> {
         let (lsn, end) = {
             let tx = db.begin_read()?;
@@ -397,7 +394,8 @@ impl Journal {
         let log = &mut *guard;
         if log.window.is_some() {
             if let Some(r) = log.checkpointer.poll() {
-                self.end_window(log, r);
+                // A failure closed the database; reopened just below.
+                let _ = self.end_window(log, r);
             }
         }
         self.ensure_open_locked(log)?;
@@ -416,72 +414,19 @@ impl Journal {
         change::encode_group(changes, buf)?;
         self.make_room(log, buf.len())?;
         let durable = changes.iter().any(Change::needs_fsync);
-        if log.window.is_some() {
-            return self.write_to_overlay(log, changes, buf, durable);
-        }
-        let out = self.write_to_redb(log, changes, buf, durable)?;
-        if log.wal.used() >= log.wal.size() / 4 || log.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
+        let out = self.write_to_overlay(log, changes, buf, durable)?;
+        if log.window.is_none()
+            && (log.wal.used() >= log.wal.size() / 4
+                || log.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
         {
             self.begin_checkpoint(log);
         }
         Ok(out)
     }
 
-    /// Apply the group in a redb transaction, log it, then commit the
-    /// transaction without an fsync. A failed log write aborts it. A failure
-    /// after the log write closes the database: the group is in the log, so
-    /// the reopen replays it, and redb never goes on without a group the log
-    /// holds (a replay after a crash would otherwise give later groups other
-    /// sequence numbers than they were answered with).
-    fn write_to_redb(
-        &self,
-        log: &mut Log,
-        changes: &[Change],
-        buf: &[u8],
-        durable: bool,
-    ) -> Result<Vec<Option<CommitOutcome>>, JournalError> {
-        let mut logged = false;
-        let result = self.run_db(|db| {
-            let mut tx = db.begin_write()?;
-            tx.set_durability(Durability::None)?;
-            let applied = {
-                let mut t = Tables::open(&tx)?;
-                let out = rules::apply(&mut t, changes)?;
-                match log.wal.append(buf, durable) {
-                    Ok((lsn, end)) => {
-                        logged = true;
-                        t.set_log_position(lsn, end)?;
-                        Ok(out)
-                    }
-                    Err(e) => Err(e),
-                }
-            };
-            match applied {
-                Ok(out) => {
-                    tx.commit()?;
-                    Ok(Ok(out))
-                }
-                Err(e) => {
-                    tx.abort()?;
-                    Ok(Err(e))
-                }
-            }
-        });
-        match result {
-            Ok(Ok(out)) => Ok(out),
-            // A log fault leaves redb as it was: no reopen needed.
-            Ok(Err(e)) => Err(JournalError::Unavailable(e.to_string())),
-            Err(e) => {
-                if logged {
-                    self.close(&e);
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// While a checkpoint runs: apply the group to the overlay over a read
-    /// snapshot of redb, log it, then show it to readers.
+    /// Apply the group to the overlay over a read snapshot of redb, log it,
+    /// then show it to readers. Only this thread changes the overlay's
+    /// layers, so the snapshot and the layers agree.
     fn write_to_overlay(
         &self,
         log: &mut Log,
@@ -508,63 +453,41 @@ impl Journal {
             .append(buf, durable)
             .map_err(|e| JournalError::Unavailable(e.to_string()))?;
         self.overlay.write().merge(group);
-        if let Some(w) = log.window.as_mut() {
-            w.pending.extend_from_slice(changes);
-        }
         Ok(out)
     }
 
-    /// Ask the checkpoint thread for a durable commit of everything in redb
-    /// now; groups go to the overlay until it is done.
+    /// Freeze the overlay's rows and hand them to the checkpoint thread,
+    /// which writes them to redb durably; later groups go to a fresh layer.
     fn begin_checkpoint(&self, log: &mut Log) {
-        if log.checkpointer.request() {
-            log.window = Some(Window {
-                covers: log.wal.head(),
-                pending: Vec::new(),
-            });
+        let (lsn, covers) = (log.wal.lsn(), log.wal.head());
+        let rows = self.overlay.write().freeze();
+        if log.checkpointer.request(rows, lsn, covers) {
+            log.window = Some(Window { covers });
             log.last_checkpoint = Instant::now();
         }
     }
 
-    /// The checkpoint finished: free the log behind it, move the overlay's
-    /// groups into redb and clear it. On any failure the handle is closed:
-    /// the reopen replays the log, which holds every one of those groups.
-    fn end_window(&self, log: &mut Log, result: Result<Duration, JournalError>) {
+    /// The checkpoint finished: free the log behind it and drop the frozen
+    /// layer (redb holds its rows now). On a failure the handle is closed:
+    /// the reopen replays the log, which still holds every group since.
+    fn end_window(
+        &self,
+        log: &mut Log,
+        result: Result<Duration, JournalError>,
+    ) -> Result<(), JournalError> {
         let Some(w) = log.window.take() else {
-            return;
+            return Ok(());
         };
-        let took = match result {
-            Ok(took) => took,
+        match result {
+            Ok(took) => {
+                log.wal.set_tail(w.covers);
+                log.took.push(took);
+                self.overlay.write().checkpointed();
+                Ok(())
+            }
             Err(e) => {
                 self.close(&e);
-                return;
-            }
-        };
-        log.wal.set_tail(w.covers);
-        log.took.push(took);
-        if w.pending.is_empty() {
-            return;
-        }
-        let (lsn, end) = (log.wal.lsn(), log.wal.head());
-        // Readers wait while redb and the overlay change hands, so none sees
-        // a group in both or in neither.
-        let mut overlay = self.overlay.write();
-        let applied = self.run_db(|db| {
-            let mut tx = db.begin_write()?;
-            tx.set_durability(Durability::None)?;
-            {
-                let mut t = Tables::open(&tx)?;
-                rules::apply(&mut t, &w.pending)?;
-                t.set_log_position(lsn, end)?;
-            }
-            tx.commit()?;
-            Ok(())
-        });
-        match applied {
-            Ok(()) => overlay.clear(),
-            Err(e) => {
-                drop(overlay);
-                self.close(&e);
+                Err(e)
             }
         }
     }
@@ -575,10 +498,11 @@ impl Journal {
         while !log.wal.fits(len) {
             if log.window.is_some() {
                 let r = log.checkpointer.wait();
-                self.end_window(log, r);
+                // A failure closed the database; reopened just below.
+                let _ = self.end_window(log, r);
                 self.ensure_open_locked(log)?;
             } else if log.wal.used() > 0 {
-                // Groups in redb since the last checkpoint: one frees their space.
+                // Groups logged since the last checkpoint: one frees their space.
                 self.begin_checkpoint(log);
                 if log.window.is_none() {
                     return Err(JournalError::Corrupt("checkpoint thread stopped".into()));
@@ -593,24 +517,21 @@ impl Journal {
         Ok(())
     }
 
-    /// Make everything written durable in redb (used on close; the log
+    /// Write everything logged to redb durably (used on close; the log
     /// makes it so for a crash).
     pub fn checkpoint(&self) -> Result<(), JournalError> {
         let mut log = self.log.lock();
         if log.window.is_some() {
             let r = log.checkpointer.wait();
-            self.end_window(&mut log, r);
+            let _ = self.end_window(&mut log, r);
         }
         self.ensure_open_locked(&mut log)?;
-        let head = log.wal.head();
-        self.run_db(|db| {
-            let mut tx = db.begin_write()?;
-            tx.set_durability(Durability::Immediate)?;
-            tx.commit()?;
-            Ok(())
-        })?;
-        log.wal.set_tail(head);
-        Ok(())
+        self.begin_checkpoint(&mut log);
+        if log.window.is_none() {
+            return Err(JournalError::Corrupt("checkpoint thread stopped".into()));
+        }
+        let r = log.checkpointer.wait();
+        self.end_window(&mut log, r)
     }
 
     /// One alert record.
@@ -668,7 +589,8 @@ impl Journal {
             }
             Ok(out)
         })?;
-        // The overlay's alerts are the newest, or newer versions.
+        // The overlay's alerts are the newest, or newer versions (a frozen
+        // layer may be in this snapshot too: the same rows).
         out.extend(overlay.alerts().map(|r| (r.seq, r.clone())));
         Ok(out.into_values().rev().take(limit).collect())
     }
@@ -677,12 +599,13 @@ impl Journal {
     pub fn alert_count(&self) -> Result<u64, JournalError> {
         self.ensure_open()?;
         let overlay = self.overlay.read();
-        let n = self.run_db(|db| {
+        let (n, next) = self.run_db(|db| {
             let tx = db.begin_read()?;
-            let t = tx.open_table(ALERTS)?;
-            Ok(t.len()?)
+            let snap = Snapshot::open(&tx)?;
+            Ok((snap.alerts.len()?, snap.next_seq()?))
         })?;
-        Ok(n + overlay.new_alerts() as u64)
+        // A frozen layer may be in this snapshot already: count what is not.
+        Ok(n + overlay.new_alerts_from(next) as u64)
     }
 
     /// Set an alert's state. Not fsynced on its own: it becomes durable with
@@ -834,6 +757,25 @@ impl SubscriberImport {
     }
 }
 
+/// A checkpoint's transaction: write `rows` and log position `lsn`/`end`,
+/// durably (run by the checkpoint thread, `checkpoint.rs`).
+pub(super) fn checkpoint_commit(
+    db: &Database,
+    rows: &Overlay,
+    lsn: u64,
+    end: u64,
+) -> Result<(), JournalError> {
+    let mut tx = db.begin_write()?;
+    tx.set_durability(Durability::Immediate)?;
+    {
+        let mut t = Tables::open(&tx)?;
+        rows.write_to(&mut t)?;
+        t.set_log_position(lsn, end)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// The tables one write transaction touches.
 struct Tables<'t> {
     alerts: redb::Table<'t, u64, &'static [u8]>,
@@ -975,7 +917,7 @@ impl Journal {
     }
 
     /// Alerts only the overlay holds.
-    pub(super) fn overlay_alerts(&self) -> usize {
-        self.overlay.read().new_alerts()
+    pub(super) fn overlay_is_empty(&self) -> bool {
+        self.overlay.read().is_empty()
     }
 }
