@@ -176,7 +176,7 @@ impl Metrics {
         let journal_checkpoint_seconds = latency_histogram();
         r.register(
             "tocsin_journal_checkpoint_seconds",
-            "redb checkpoint duration (beside the log, off the receipt path)",
+            "Checkpoint duration: the overlay written to redb durably (beside the log, off the receipt path)",
             journal_checkpoint_seconds.clone(),
         );
         let ingest_buffered_bytes = Gauge::default();

@@ -95,6 +95,31 @@ async fn load(secs: u64, fanout: u32) {
     a.topic = DEFAULT_TOPIC.into();
     a.ca = Some(p.join("apns-ca.pem"));
     a.rate_per_sec = 1_000_000.0;
+    // Each authority signs on its own machine: every envelope is signed
+    // before the daemon starts, not on its cores during the run (a client
+    // thread busy signing also leaves its connections unanswered, and the
+    // daemon's side of them backs off).
+    let per_conn = (secs as f64 * TARGET_RATE / CONNECTIONS as f64).ceil() as usize + 1;
+    let signing_key = key(1);
+    let t_sign = Instant::now();
+    let signed: Vec<Vec<Vec<u8>>> = (0..CONNECTIONS)
+        .map(|conn| {
+            (0..per_conn)
+                .map(|i| {
+                    sign(
+                        &small_alert(&format!("load-{conn}-{i}")),
+                        "gz-1",
+                        &signing_key,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    println!(
+        "{} envelopes signed in {:.1} s",
+        CONNECTIONS * per_conn,
+        t_sign.elapsed().as_secs_f64()
+    );
     let t_build = Instant::now();
     let aud = audience(fanout);
     println!(
@@ -135,26 +160,12 @@ async fn load(secs: u64, fanout: u32) {
     // submission, and the connections start evenly spread over one interval.
     let ready = Arc::new(tokio::sync::Barrier::new(CONNECTIONS));
     let mut tasks = Vec::new();
-    for conn in 0..CONNECTIONS {
+    for (conn, envelopes) in signed.into_iter().enumerate() {
         let dir = p.to_path_buf();
         let addr = daemon.ingest_addr;
         let ready = ready.clone();
         tasks.push(authorities.spawn(async move {
             let c = client(&dir, addr).await;
-            // Each authority signs on its own machine: the envelopes are
-            // signed before the clock starts, not on the daemon's cores
-            // during the run.
-            let n = (secs as f64 / interval.as_secs_f64()).ceil() as usize + 1;
-            let signing_key = key(1);
-            let envelopes: Vec<Vec<u8>> = (0..n)
-                .map(|i| {
-                    sign(
-                        &small_alert(&format!("load-{conn}-{i}")),
-                        "gz-1",
-                        &signing_key,
-                    )
-                })
-                .collect();
             ready.wait().await;
             let end = Instant::now() + Duration::from_secs(secs);
             let start =

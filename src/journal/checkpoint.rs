@@ -1,10 +1,10 @@
 //! The checkpoint thread: on request, it writes a frozen overlay layer (the
 //! rows of every group logged since the last checkpoint) to redb in one
 //! transaction with `Durability::Immediate`, together with the log position
-//! it covers. It is redb's only writer of alerts and cursors, runs under
-//! `SCHED_IDLE` (a waking receipt thread preempts it at once) beside the
-//! journal's writer, which meanwhile answers from the overlay's next layer,
-//! so no receipt waits for redb.
+//! it covers. It is redb's only writer of alerts and cursors, runs at nice
+//! +10 (a waking receipt thread preempts it; under `SCHED_IDLE` it starved
+//! behind the fan-out) beside the journal's writer, which meanwhile answers
+//! from the overlay's next layer, so no receipt waits for redb.
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -54,7 +54,7 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("tocsin-checkpoint".into())
             .spawn(move || {
-                crate::runtime::lower_priority(0, true);
+                crate::runtime::lower_priority(10, false);
                 for job in rx {
                     if tx.send((job.id, run(&db, &job))).is_err() {
                         return;

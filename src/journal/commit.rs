@@ -168,12 +168,6 @@ impl GroupCommitter {
 /// writer a group ahead of the next alert.
 const FINISH_LINGER: Duration = Duration::from_millis(20);
 
-/// Job cursors wait at most this long for an alert to ride with: alone they
-/// would cost an `fdatasync` that a receipt arriving meanwhile waits behind
-/// (under a large fan-out, one every few tens of milliseconds). The fan-out
-/// only waits for them between batches, with other batches in flight.
-const CURSOR_LINGER: Duration = Duration::from_millis(5);
-
 /// The writer thread's state: the changes of the transaction being gathered.
 struct Writer {
     journal: Arc<Journal>,
@@ -193,9 +187,8 @@ struct Writer {
 
 impl Writer {
     /// Until every handle is gone: take what is queued (up to `max_batch`
-    /// alerts), write it as one group, answer. A group without an alert
-    /// waits for one to ride with: up to [`CURSOR_LINGER`] when it holds
-    /// cursors, [`FINISH_LINGER`] when it holds only final states.
+    /// alerts), write it as one group, answer. Final states alone wait
+    /// up to [`FINISH_LINGER`] for a durable change to ride with.
     async fn run(mut self, mut rx: mpsc::Receiver<(Change, Reply)>) {
         let mut linger_until: Option<tokio::time::Instant> = None;
         loop {
@@ -224,20 +217,14 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if self.alerts > 0
+            if self.durable
                 || self.changes.len() >= self.max_batch * 4
                 || self.bytes >= self.max_bytes
             {
                 self.flush();
                 linger_until = None;
-            } else {
-                let linger = if self.durable {
-                    CURSOR_LINGER
-                } else {
-                    FINISH_LINGER
-                };
-                let until = tokio::time::Instant::now() + linger;
-                linger_until = Some(linger_until.map_or(until, |t| t.min(until)));
+            } else if linger_until.is_none() {
+                linger_until = Some(tokio::time::Instant::now() + FINISH_LINGER);
             }
         }
     }
