@@ -3,9 +3,10 @@
 //! index used for duplicates and references, job cursors and counts, and
 //! subscribers, with a write-ahead log beside it (`wal.rs`). Alerts are in
 //! the log, fsynced, before any receipt says "accepted"; the group committer
-//! (`commit.rs`) batches concurrent submissions into one fsync, and a
-//! checkpoint makes redb durable off the receipt path (`checkpoint.rs`,
-//! `overlay.rs`). Cursors commit in batches (`cursors`).
+//! (`commit.rs`) batches concurrent submissions into one fsync. Logged
+//! groups live in memory (`overlay.rs`) until a checkpoint writes them to
+//! redb durably, off the receipt path (`checkpoint.rs`). Cursors commit in
+//! batches (`cursors`).
 
 mod change;
 mod checkpoint;

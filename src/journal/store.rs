@@ -425,8 +425,10 @@ impl Journal {
     }
 
     /// Apply the group to the overlay over a read snapshot of redb, log it,
-    /// then show it to readers. Only this thread changes the overlay's
-    /// layers, so the snapshot and the layers agree.
+    /// then show it to readers. Only the log's holder changes the overlay's
+    /// layers, so the snapshot and the layers agree. Until the next
+    /// checkpoint, redb's file does not have the group; the log and the
+    /// overlay do.
     fn write_to_overlay(
         &self,
         log: &mut Log,
