@@ -33,11 +33,17 @@ fn crash_copy(from: &Path) -> tempfile::TempDir {
     to
 }
 
-/// Alerts in the copy's redb file alone, without its log.
-fn in_redb_alone(copy: &Path) -> u64 {
+/// The copy's redb file alone, without its log.
+fn redb_alone(copy: &Path) -> (tempfile::TempDir, Journal) {
     let bare = tempfile::tempdir().unwrap();
     std::fs::copy(copy.join("tocsin.redb"), bare.path().join("tocsin.redb")).unwrap();
-    Journal::open(bare.path()).unwrap().alert_count().unwrap()
+    let j = Journal::open(bare.path()).unwrap();
+    (bare, j)
+}
+
+/// Alerts in the copy's redb file alone, without its log.
+fn in_redb_alone(copy: &Path) -> u64 {
+    redb_alone(copy).1.alert_count().unwrap()
 }
 
 /// What a reader sees: every alert (seq, id, state, envelope length) and
@@ -154,10 +160,13 @@ fn a_checkpoint_window_answers_from_the_overlay() {
         j.write(&[]).unwrap();
     }
     assert_eq!(contents(&j), during);
-    // One more checkpoint takes the rest into redb.
+    // One more checkpoint takes the rest into redb: its file alone now reads
+    // back everything, states and cursors included.
     j.checkpoint().unwrap();
     assert!(j.overlay_is_empty());
     assert_eq!(contents(&j), during);
+    let after = crash_copy(dir.path());
+    assert_eq!(contents(&redb_alone(after.path()).1), during);
     assert_eq!(
         in_redb_alone(copy.path()),
         0,
