@@ -2,9 +2,9 @@
 //! cursors and final states queue here; one blocking thread drains up to
 //! `commit_batch` alerts (and at most a quarter of the write-ahead log's
 //! bytes) with everything queued beside them into one group, which
-//! [`Journal::write`] logs with one `fdatasync` and applies to redb, and
-//! answers each caller. One sync then acknowledges many alerts and cursors,
-//! and no writer waits on another for redb's write lock.
+//! [`Journal::write`] applies to the overlay and logs with one `fdatasync`,
+//! and answers each caller. One sync then acknowledges many alerts and
+//! cursors, and no writer waits on another.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -116,7 +116,7 @@ fn a_checkpoint_window_answers_from_the_overlay() {
     // window open: alert 1 is frozen, every write below goes to the layer
     // over it.
     let hold = j.begin_import().unwrap();
-    j.start_checkpoint();
+    j.start_checkpoint().unwrap();
     assert!(j.in_window());
     let s2 = seq(&one(&j, alert(2, 700)));
     assert_eq!(s2, s1 + 1);
@@ -150,7 +150,8 @@ fn a_checkpoint_window_answers_from_the_overlay() {
     assert!(j.cursors(s2).unwrap()["feed"].done);
     assert_eq!(j.alert_count().unwrap(), 3);
 
-    // A crash now: redb has only alert 1; the log has the rest.
+    // A crash now: redb has nothing yet (alert 1 is frozen, its checkpoint
+    // held); the log has everything.
     let copy = crash_copy(dir.path());
     // The checkpoint runs once the transaction is gone; the next write ends
     // the window and drops the frozen layer.
@@ -213,4 +214,85 @@ fn a_log_from_another_journal_is_not_replayed() {
     std::fs::copy(copy.path().join("tocsin.wal"), b.path().join("tocsin.wal")).unwrap();
     let jb = Journal::open(b.path()).unwrap();
     assert_eq!(jb.alert_count().unwrap(), 0);
+}
+
+fn duplicate_of(j: &Journal, a: NewAlert) -> Option<u64> {
+    match one(j, a) {
+        CommitOutcome::Duplicate(r) => Some(r.seq),
+        _ => None,
+    }
+}
+
+/// A checkpoint sent before a storage fault, still queued when the journal
+/// reopens, never writes its older rows over the replay.
+#[test]
+fn a_checkpoint_sent_before_a_fault_never_runs_after_the_reopen() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    one(&j, alert(1, 100));
+    one(&j, alert(2, 100));
+    let knobs = j.checkpoint_knobs();
+    knobs.delay_ms.store(300, SeqCst);
+    // The job (alerts 1 and 2) is slow to start.
+    j.start_checkpoint().unwrap();
+    let s3 = seq(&one(&j, alert(3, 100)));
+    j.fault();
+    // The next call reopens and replays.
+    assert_eq!(j.alert_count().unwrap(), 3);
+    knobs.delay_ms.store(0, SeqCst);
+    // Time for a stale job to do harm, were it still to run.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(seq(&one(&j, alert(4, 100))), s3 + 1);
+    assert_eq!(duplicate_of(&j, alert(3, 100)), Some(s3));
+    let before = contents(&j);
+    j.checkpoint().unwrap();
+    let copy = crash_copy(dir.path());
+    assert_eq!(contents(&redb_alone(copy.path()).1), before);
+}
+
+/// A failed checkpoint closes the database; the reopen replays the log, so
+/// nothing answered is lost and the sequence goes on.
+#[test]
+fn a_failed_checkpoint_loses_nothing() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let s1 = seq(&one(&j, alert(1, 100)));
+    let knobs = j.checkpoint_knobs();
+    knobs.fail.store(true, SeqCst);
+    j.start_checkpoint().unwrap();
+    let s2 = seq(&one(&j, alert(2, 100)));
+    while j.in_window() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        j.write(&[]).unwrap();
+    }
+    knobs.fail.store(false, SeqCst);
+    assert_eq!(duplicate_of(&j, alert(1, 100)), Some(s1));
+    assert_eq!(duplicate_of(&j, alert(2, 100)), Some(s2));
+    assert_eq!(seq(&one(&j, alert(3, 100))), s2 + 1);
+    let before = contents(&j);
+    j.checkpoint().unwrap();
+    let copy = crash_copy(dir.path());
+    assert_eq!(contents(&redb_alone(copy.path()).1), before);
+}
+
+/// Without a checkpoint thread, checkpoints refuse to start and the rows
+/// stay in the overlay and the log: readers and the rules still see them.
+#[test]
+fn a_dead_checkpoint_thread_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let s1 = seq(&one(&j, alert(1, 100)));
+    j.stop_checkpoints();
+    assert!(j.start_checkpoint().is_err());
+    let s2 = seq(&one(&j, alert(2, 100)));
+    assert!(j.start_checkpoint().is_err());
+    one(&j, alert(3, 100));
+    assert_eq!(j.seq_of(&alert(1, 0).alert_id).unwrap(), Some(s1));
+    assert_eq!(duplicate_of(&j, alert(2, 100)), Some(s2));
+    assert_eq!(j.alert_count().unwrap(), 3);
+    let before = contents(&j);
+    let copy = crash_copy(dir.path());
+    assert_eq!(contents(&Journal::open(copy.path()).unwrap()), before);
 }

@@ -83,11 +83,27 @@ impl Layers {
     }
 
     /// Hand the active layer to a checkpoint: it stays visible (frozen)
-    /// until [`Layers::checkpointed`]; writes go to a fresh layer.
+    /// until [`Layers::checkpointed`]; writes go to a fresh layer. Called
+    /// only with no checkpoint running (no frozen layer).
     pub fn freeze(&mut self) -> Arc<Overlay> {
+        debug_assert!(self.frozen.is_none(), "a frozen layer is replaced");
         let f = Arc::new(std::mem::take(&mut self.active));
         self.frozen = Some(f.clone());
         f
+    }
+
+    /// The checkpoint could not start: the frozen rows become the active
+    /// layer again, under whatever was written since.
+    pub fn thaw(&mut self, rows: Arc<Overlay>) {
+        self.frozen = None;
+        match Arc::try_unwrap(rows) {
+            Ok(mut older) => {
+                older.merge(std::mem::take(&mut self.active));
+                self.active = older;
+            }
+            // Still shared (cannot happen: the job is gone): keep it visible.
+            Err(rows) => self.frozen = Some(rows),
+        }
     }
 
     /// The frozen layer is in redb now.

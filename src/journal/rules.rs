@@ -1,7 +1,7 @@
 //! The journal's write rules, written once for every place a change lands:
-//! a redb write transaction (`store.rs`), the in-memory overlay that answers
-//! while a checkpoint holds redb (`overlay.rs`), and the replay of the
-//! write-ahead log after a crash. The rules read nothing but the rows given
+//! the in-memory overlay every group goes to (`overlay.rs`) and a redb write
+//! transaction, in which the replay of the write-ahead log applies them
+//! after a crash (`store.rs`). The rules read nothing but the rows given
 //! (no clock, no randomness), so the same changes on the same state always
 //! give the same outcomes: what the log replays is what the receipts said.
 

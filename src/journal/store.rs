@@ -231,8 +231,9 @@ impl Journal {
     }
 
     /// Apply the log's groups after redb's last durable one, durably, and
-    /// start the log after them. Drops the overlay and any running
-    /// checkpoint's window: the log holds their groups.
+    /// start the log after them. Drops the overlay's layers and the window
+    /// of a checkpoint (whose job the caller has waited for): the log holds
+    /// their groups.
     fn recover(
         &self,
         db: &Database,
@@ -288,9 +289,12 @@ impl Journal {
         self.run_db(f)
     }
 
-    /// Reopen the database if a storage fault closed it. Locks are taken in
-    /// one order everywhere: log, overlay, database; so a reader must call
-    /// this before it takes the overlay's lock, never while holding it.
+    /// Reopen the database if a storage fault closed it. The log's lock comes
+    /// first everywhere, and only its holder takes the overlay's write lock
+    /// (so the writer may read the overlay while holding the database's read
+    /// lock); a reader must call this before it takes the overlay's lock,
+    /// never while holding it, since the reopen takes the overlay's write
+    /// lock and then the database's.
     fn ensure_open(&self) -> Result<(), JournalError> {
         if self.db.read().is_none() {
             self.reopen(&mut self.log.lock())?;
@@ -338,6 +342,12 @@ impl Journal {
     /// Open the file again after a storage fault (redb repairs it from the
     /// last durable commit) and replay the log into it.
     fn reopen(&self, log: &mut Log) -> Result<(), JournalError> {
+        // A checkpoint sent before the fault must not write its (older) rows
+        // after the replay: wait for it first. On the closed handle it fails
+        // at once. (`checkpoint_commit` also refuses a job older than redb.)
+        if self.db.read().is_none() && log.window.take().is_some() {
+            let _ = log.checkpointer.wait();
+        }
         let mut overlay = self.overlay.write();
         let mut w = self.db.write();
         if w.is_some() {
@@ -372,7 +382,7 @@ impl Journal {
         std::mem::take(&mut self.log.lock().took)
     }
 
-    /// Commit a group of new alerts in one durable transaction. Each gets an
+    /// Commit a group of new alerts as one durable group. Each gets an
     /// outcome; rejected ones (identifier reused, unknown reference) change
     /// nothing. A transaction error fails the whole group.
     pub fn commit_alerts(&self, batch: &[NewAlert]) -> Result<Vec<CommitOutcome>, JournalError> {
@@ -419,7 +429,11 @@ impl Journal {
             && (log.wal.used() >= log.wal.size() / 4
                 || log.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
         {
-            self.begin_checkpoint(log);
+            // The group is logged and answered either way; without
+            // checkpoints the log fills and `make_room` refuses.
+            if let Err(e) = self.begin_checkpoint(log) {
+                tracing::error!(error = %e, "journal checkpoint not started");
+            }
         }
         Ok(out)
     }
@@ -460,12 +474,20 @@ impl Journal {
 
     /// Freeze the overlay's rows and hand them to the checkpoint thread,
     /// which writes them to redb durably; later groups go to a fresh layer.
-    fn begin_checkpoint(&self, log: &mut Log) {
+    /// When the thread is gone, the rows stay in the overlay and the log.
+    fn begin_checkpoint(&self, log: &mut Log) -> Result<(), JournalError> {
         let (lsn, covers) = (log.wal.lsn(), log.wal.head());
         let rows = self.overlay.write().freeze();
-        if log.checkpointer.request(rows, lsn, covers) {
-            log.window = Some(Window { covers });
-            log.last_checkpoint = Instant::now();
+        match log.checkpointer.request(rows, lsn, covers) {
+            Ok(()) => {
+                log.window = Some(Window { covers });
+                log.last_checkpoint = Instant::now();
+                Ok(())
+            }
+            Err(rows) => {
+                self.overlay.write().thaw(rows);
+                Err(JournalError::Corrupt("checkpoint thread stopped".into()))
+            }
         }
     }
 
@@ -505,10 +527,7 @@ impl Journal {
                 self.ensure_open_locked(log)?;
             } else if log.wal.used() > 0 {
                 // Groups logged since the last checkpoint: one frees their space.
-                self.begin_checkpoint(log);
-                if log.window.is_none() {
-                    return Err(JournalError::Corrupt("checkpoint thread stopped".into()));
-                }
+                self.begin_checkpoint(log)?;
             } else {
                 return Err(JournalError::Corrupt(format!(
                     "a group of {len} bytes does not fit the {}-byte log",
@@ -528,10 +547,7 @@ impl Journal {
             let _ = self.end_window(&mut log, r);
         }
         self.ensure_open_locked(&mut log)?;
-        self.begin_checkpoint(&mut log);
-        if log.window.is_none() {
-            return Err(JournalError::Corrupt("checkpoint thread stopped".into()));
-        }
+        self.begin_checkpoint(&mut log)?;
         let r = log.checkpointer.wait();
         self.end_window(&mut log, r)
     }
@@ -619,10 +635,11 @@ impl Journal {
     }
 
     /// Set an alert's final state together with the job cursors not yet
-    /// committed (same transaction, not fsynced on its own). redb makes
-    /// commits durable in order, so no later durable commit can persist the
-    /// state without these cursors: a finished alert never reads "completed"
-    /// beside a cursor that is not done.
+    /// committed (one log record, not fsynced on its own). The log makes
+    /// records durable in order and a replay stops at the first missing one,
+    /// so no later durable write can persist the state without these
+    /// cursors: a finished alert never reads "completed" beside a cursor
+    /// that is not done.
     pub fn finish(
         &self,
         seq: u64,
@@ -771,6 +788,14 @@ pub(super) fn checkpoint_commit(
     tx.set_durability(Durability::Immediate)?;
     {
         let mut t = Tables::open(&tx)?;
+        // A replay after a reopen may have taken redb past this job: its
+        // rows are older than redb's then.
+        let held = t.meta.get(LOG_LSN)?.map(|v| v.value()).unwrap_or(0);
+        if held > lsn {
+            return Err(JournalError::Corrupt(format!(
+                "stale checkpoint: redb holds lsn {held}, the job {lsn}"
+            )));
+        }
         rows.write_to(&mut t)?;
         t.set_log_position(lsn, end)?;
     }
@@ -909,16 +934,31 @@ impl Drop for Journal {
 impl Journal {
     /// Start a checkpoint now (tests hold it with an open write transaction
     /// to keep its window open).
-    pub(super) fn start_checkpoint(&self) {
+    pub(super) fn start_checkpoint(&self) -> Result<(), JournalError> {
         let mut log = self.log.lock();
-        self.begin_checkpoint(&mut log);
+        self.begin_checkpoint(&mut log)
+    }
+
+    /// The checkpoint thread's test controls.
+    pub(super) fn checkpoint_knobs(&self) -> Arc<super::checkpoint::Knobs> {
+        self.log.lock().checkpointer.knobs.clone()
+    }
+
+    /// Stop the checkpoint thread.
+    pub(super) fn stop_checkpoints(&self) {
+        self.log.lock().checkpointer.stop();
+    }
+
+    /// Close the database as a storage fault would.
+    pub(super) fn fault(&self) {
+        self.close(&JournalError::Unavailable("test: storage fault".into()));
     }
 
     pub(super) fn in_window(&self) -> bool {
         self.log.lock().window.is_some()
     }
 
-    /// Alerts only the overlay holds.
+    /// Whether the overlay holds nothing.
     pub(super) fn overlay_is_empty(&self) -> bool {
         self.overlay.read().is_empty()
     }

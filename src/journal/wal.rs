@@ -1,8 +1,8 @@
 //! The write-ahead log: a fixed-size file, zero-filled once, written as a
 //! ring of checksummed records. A receipt waits for one `fdatasync` of a few
-//! sequential pages here instead of redb's commit of ~20 scattered ones; redb
-//! takes the same changes without an fsync and a checkpoint makes them
-//! durable later (`store.rs`).
+//! sequential pages here instead of redb's commit of ~20 scattered ones; the
+//! groups wait in the overlay until a checkpoint writes them to redb
+//! (`store.rs`).
 //!
 //! Record: 32-byte header (magic, flags, epoch, lsn, payload length, CRC-32
 //! of all that and the payload) then the payload. Lsns rise by one per record
