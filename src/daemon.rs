@@ -389,9 +389,9 @@ impl Daemon {
         }
         let shared_registry = verifier.registry().clone();
 
-        let journal = Arc::new(Journal::open_with(
+        let journal = Arc::new(Journal::open_for(
             &state_dir,
-            crate::journal::log_bytes_for(settings.ingest.max_envelope_bytes),
+            settings.ingest.max_envelope_bytes,
         )?);
         let audience = match extras.audience {
             Some(a) => a,

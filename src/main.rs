@@ -242,9 +242,9 @@ async fn run(cli: Cli) -> Result<()> {
             cmd: SubCmd::Import { file, config },
         } => {
             let settings = tocsin::config::Settings::load(&config)?;
-            let journal = tocsin::journal::Journal::open_with(
+            let journal = tocsin::journal::Journal::open_for(
                 &settings.node.state_dir,
-                tocsin::journal::log_bytes_for(settings.ingest.max_envelope_bytes),
+                settings.ingest.max_envelope_bytes,
             )
             .context("opening the journal (is the daemon running? stop it first)")?;
             let f = std::fs::File::open(&file)

@@ -97,34 +97,19 @@ pub(super) fn decode_group(mut bytes: &[u8]) -> Result<Vec<Change>, JournalError
 mod tests {
     use std::collections::BTreeMap;
 
-    use chrono::Utc;
-
     use super::*;
     use crate::alert::cap::MsgType;
+    use crate::journal::fixtures;
 
     #[test]
     fn a_group_survives_its_encoding() {
-        let alert = |n: u8| NewAlert {
-            alert_id: format!("s,id-{n},t"),
-            receipt: format!("r{n}"),
-            authority: "gz".into(),
-            digest: "ab".into(),
-            envelope: Arc::from(vec![n; 100 + usize::from(n)]),
-            accepted_at: Utc::now(),
-            expires: None,
+        let alert = |n: u64| NewAlert {
             msg_type: MsgType::Cancel,
-            status: "Actual".into(),
             references: vec!["s,old,t".into()],
             targeted: BTreeMap::from([("apns".into(), 3)]),
-            expansion: None,
+            ..fixtures::alert(n, n, 100 + n as usize)
         };
-        let cursor = CursorRecord {
-            key: Some((1, 2)),
-            delivered: 5,
-            failed: 1,
-            dropped: 0,
-            done: true,
-        };
+        let cursor = fixtures::cursor(5, true);
         let group = vec![
             Change::Alert(Box::new(alert(1))),
             Change::Finish {

@@ -12,13 +12,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::RwLock;
-use redb::Database;
-
 use super::overlay::Overlay;
-use super::store::{self, JournalError};
-
-type Db = Arc<RwLock<Option<Database>>>;
+use super::store::{self, Db, JournalError};
 
 /// One checkpoint: the rows to write and the log position they reach.
 struct Job {
@@ -147,7 +142,8 @@ impl Checkpointer {
     }
 }
 
-fn stopped() -> JournalError {
+/// The error for a checkpoint thread that is gone.
+pub(super) fn stopped() -> JournalError {
     JournalError::Corrupt("checkpoint thread stopped".into())
 }
 

@@ -156,10 +156,7 @@ fn a_checkpoint_window_answers_from_the_overlay() {
     // The checkpoint runs once the transaction is gone; the next write ends
     // the window and drops the frozen layer.
     drop(hold);
-    while j.in_window() {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        j.write(&[]).unwrap();
-    }
+    end_of_checkpoint(&j);
     assert_eq!(contents(&j), during);
     // One more checkpoint takes the rest into redb: its file alone now reads
     // back everything, states and cursors included.
@@ -216,6 +213,23 @@ fn a_log_from_another_journal_is_not_replayed() {
     assert_eq!(jb.alert_count().unwrap(), 0);
 }
 
+/// Write nothing until the running checkpoint's result has been taken in.
+fn end_of_checkpoint(j: &Journal) {
+    while j.in_window() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        j.write(&[]).unwrap();
+    }
+}
+
+/// After a checkpoint, redb's file alone (without the log) reads back
+/// what the journal shows.
+fn redb_alone_reads_back_after_a_checkpoint(j: &Journal, dir: &Path) {
+    let shown = contents(j);
+    j.checkpoint().unwrap();
+    let copy = crash_copy(dir);
+    assert_eq!(contents(&redb_alone(copy.path()).1), shown);
+}
+
 fn duplicate_of(j: &Journal, a: NewAlert) -> Option<u64> {
     match one(j, a) {
         CommitOutcome::Duplicate(r) => Some(r.seq),
@@ -245,10 +259,7 @@ fn a_checkpoint_sent_before_a_fault_never_runs_after_the_reopen() {
     std::thread::sleep(std::time::Duration::from_millis(400));
     assert_eq!(seq(&one(&j, alert(4, 100))), s3 + 1);
     assert_eq!(duplicate_of(&j, alert(3, 100)), Some(s3));
-    let before = contents(&j);
-    j.checkpoint().unwrap();
-    let copy = crash_copy(dir.path());
-    assert_eq!(contents(&redb_alone(copy.path()).1), before);
+    redb_alone_reads_back_after_a_checkpoint(&j, dir.path());
 }
 
 /// A failed checkpoint closes the database; the reopen replays the log, so
@@ -263,18 +274,12 @@ fn a_failed_checkpoint_loses_nothing() {
     knobs.fail.store(true, SeqCst);
     j.start_checkpoint().unwrap();
     let s2 = seq(&one(&j, alert(2, 100)));
-    while j.in_window() {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        j.write(&[]).unwrap();
-    }
+    end_of_checkpoint(&j);
     knobs.fail.store(false, SeqCst);
     assert_eq!(duplicate_of(&j, alert(1, 100)), Some(s1));
     assert_eq!(duplicate_of(&j, alert(2, 100)), Some(s2));
     assert_eq!(seq(&one(&j, alert(3, 100))), s2 + 1);
-    let before = contents(&j);
-    j.checkpoint().unwrap();
-    let copy = crash_copy(dir.path());
-    assert_eq!(contents(&redb_alone(copy.path()).1), before);
+    redb_alone_reads_back_after_a_checkpoint(&j, dir.path());
 }
 
 /// Without a checkpoint thread, checkpoints refuse to start and the rows

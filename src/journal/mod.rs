@@ -24,4 +24,4 @@ mod wal;
 pub use change::Change;
 pub use commit::{CommitOutcome, GroupCommitter, NewAlert};
 pub use records::{AlertRecord, AlertState, CursorRecord, SubscriberRecord};
-pub use store::{log_bytes_for, Journal, JournalError, SubscriberImport, DEFAULT_LOG_BYTES};
+pub use store::{Journal, JournalError, SubscriberImport};

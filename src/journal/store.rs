@@ -101,11 +101,11 @@ const REOPEN_EVERY: Duration = Duration::from_millis(50);
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// The log's size with the default envelope limit.
-pub const DEFAULT_LOG_BYTES: u64 = 8 << 20;
+const DEFAULT_LOG_BYTES: u64 = 8 << 20;
 
 /// The log's size for envelopes of up to `max_envelope` bytes: a group is at
 /// most a quarter of it (see [`Journal::max_group_bytes`]) plus one alert.
-pub fn log_bytes_for(max_envelope: usize) -> u64 {
+fn log_bytes_for(max_envelope: usize) -> u64 {
     DEFAULT_LOG_BYTES.max(8 * max_envelope as u64)
 }
 
@@ -116,7 +116,8 @@ const LOG_LSN: &str = "log_lsn";
 /// Where in the log the group after [`LOG_LSN`] starts.
 const LOG_END: &str = "log_end";
 
-type Db = Arc<RwLock<Option<Database>>>;
+/// The database handle, `None` after a storage fault until reopened.
+pub(super) type Db = Arc<RwLock<Option<Database>>>;
 
 /// The journal: a redb file and its write-ahead log (`wal.rs`).
 ///
@@ -146,18 +147,12 @@ pub struct Journal {
 struct Log {
     wal: Wal,
     checkpointer: Checkpointer,
-    /// A checkpoint is running.
-    window: Option<Window>,
+    /// A checkpoint is running, covering the log up to this offset.
+    window: Option<u64>,
     last_checkpoint: Instant,
     /// How long finished checkpoints took, until collected.
     took: Vec<Duration>,
     buf: Vec<u8>,
-}
-
-/// A running checkpoint.
-struct Window {
-    /// Log offset the checkpoint covers up to.
-    covers: u64,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> JournalError {
@@ -169,6 +164,12 @@ impl Journal {
     /// default size.
     pub fn open(dir: &Path) -> Result<Self, JournalError> {
         Self::open_with(dir, DEFAULT_LOG_BYTES)
+    }
+
+    /// Open (or create) the journal in `dir` with a log sized for envelopes
+    /// of up to `max_envelope` bytes (`ingest.max_envelope_bytes`).
+    pub fn open_for(dir: &Path, max_envelope: usize) -> Result<Self, JournalError> {
+        Self::open_with(dir, log_bytes_for(max_envelope))
     }
 
     /// Open (or create) the journal in `dir` with a log of `log_bytes`
@@ -480,13 +481,13 @@ impl Journal {
         let rows = self.overlay.write().freeze();
         match log.checkpointer.request(rows, lsn, covers) {
             Ok(()) => {
-                log.window = Some(Window { covers });
+                log.window = Some(covers);
                 log.last_checkpoint = Instant::now();
                 Ok(())
             }
             Err(rows) => {
                 self.overlay.write().thaw(rows);
-                Err(JournalError::Corrupt("checkpoint thread stopped".into()))
+                Err(super::checkpoint::stopped())
             }
         }
     }
@@ -499,12 +500,12 @@ impl Journal {
         log: &mut Log,
         result: Result<Duration, JournalError>,
     ) -> Result<(), JournalError> {
-        let Some(w) = log.window.take() else {
+        let Some(covers) = log.window.take() else {
             return Ok(());
         };
         match result {
             Ok(took) => {
-                log.wal.set_tail(w.covers);
+                log.wal.set_tail(covers);
                 log.took.push(took);
                 self.overlay.write().checkpointed();
                 Ok(())

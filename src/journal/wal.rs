@@ -226,9 +226,9 @@ impl Wal {
 
     /// Append one record (the caller checked [`Wal::fits`]); with `sync`,
     /// `fdatasync` before returning, which also makes every earlier record
-    /// durable. Returns the record's lsn and the offset past it. On error
-    /// the head and lsn stay, and the next record overwrites the attempt.
-    pub fn append(&mut self, payload: &[u8], sync: bool) -> Result<(u64, u64), JournalError> {
+    /// durable. On error the head and lsn stay, and the next record
+    /// overwrites the attempt.
+    pub fn append(&mut self, payload: &[u8], sync: bool) -> Result<(), JournalError> {
         let lsn = self.lsn + 1;
         let need = HEADER + payload.len() as u64;
         if need > self.size / 2 {
@@ -256,7 +256,7 @@ impl Wal {
         }
         self.lsn = lsn;
         self.head = at + need;
-        Ok((lsn, self.head))
+        Ok(())
     }
 }
 
@@ -278,7 +278,8 @@ mod tests {
         let (mut from_lsn, mut from_at) = (0, 0);
         for n in 1..=100u64 {
             assert!(w.fits(payload(n).len()));
-            let (lsn, _) = w.append(&payload(n), n % 3 == 0).unwrap();
+            w.append(&payload(n), n % 3 == 0).unwrap();
+            let lsn = w.lsn();
             assert_eq!(lsn, n);
             if n % 5 == 0 {
                 let found = w.scan(from_lsn, from_at).unwrap();
@@ -310,7 +311,8 @@ mod tests {
         let mut w = Wal::open(&path, 1 << 16, 1).unwrap();
         let mut ends = Vec::new();
         for n in 1..=4u64 {
-            ends.push(w.append(&payload(n), false).unwrap().1);
+            w.append(&payload(n), false).unwrap();
+            ends.push(w.head());
         }
         // Flip one payload byte of record 3: records 1 and 2 remain.
         let mut b = [0u8; 1];
