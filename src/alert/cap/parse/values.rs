@@ -176,7 +176,9 @@ pub(super) fn date(field: &'static str, raw: &str) -> Result<DateTime<FixedOffse
             ),
         ));
     }
-    DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%:z")
+    // The shape is RFC 3339's, without fractions; its parser is several
+    // times faster than a format string's.
+    DateTime::parse_from_rfc3339(s)
         .map_err(|e| invalid(field, format!("{:?}: {e}", snippet(s, 40))))
 }
 
