@@ -560,6 +560,9 @@ async fn daemon_mails_every_subscriber_once() {
     ] {
         assert!(m.contains(&line), "/metrics lacks {line}:\n{m}");
     }
-    assert!(!m.contains("tocsin_retries_total{channel=\"email\",reason=\"smtp_connection\"}"));
+    assert!(
+        !m.contains("tocsin_retries_total{channel=\"email\",reason=\"smtp_connection\"}"),
+        "a connection-level retry (reset, refused, TLS or a closed session):\n{m}"
+    );
     daemon.shutdown().await;
 }
