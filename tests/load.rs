@@ -258,7 +258,8 @@ fn cpu_by_thread() -> BTreeMap<String, u64> {
 }
 
 /// The CPU each thread name spent between two [`cpu_by_thread`] readings,
-/// per alert, largest first ("name 123 µs, …, all 456 µs"). Threads that
+/// per alert, largest first ("name 123 µs, …, all 456 µs"; names under
+/// 1 µs are left out of the list, not of "all"). Threads that
 /// ended between the readings are missing: a lower bound, robust to how
 /// busy the host is in a way latency is not.
 fn cpu_per_alert(
@@ -275,12 +276,12 @@ fn cpu_per_alert(
                 ns.saturating_sub(*before.get(name).unwrap_or(&0)),
             )
         })
-        .filter(|&(_, ns)| per(ns) >= 1.0)
         .collect();
-    used.sort_by_key(|&(_, ns)| std::cmp::Reverse(ns));
     let all: u64 = used.iter().map(|&(_, ns)| ns).sum();
+    used.sort_by_key(|&(_, ns)| std::cmp::Reverse(ns));
     let mut out: Vec<String> = used
         .iter()
+        .filter(|&&(_, ns)| per(ns) >= 1.0)
         .map(|&(name, ns)| format!("{name} {:.0} µs", per(ns)))
         .collect();
     out.push(format!("all {:.0} µs", per(all)));

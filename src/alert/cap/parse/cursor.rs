@@ -15,7 +15,7 @@ use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::Reader;
 
 use super::super::limits::CapLimits;
-use super::values::snippet;
+use super::values::{push_snippet, snippet};
 use super::CapError;
 
 /// The CAP 1.2 namespace every CAP element must be bound to.
@@ -254,19 +254,8 @@ impl<'i> Cursor<'i> {
     /// Keeps the first 64 characters of `local` for messages, in the
     /// buffer of the last one (no allocation per element).
     fn keep_raw_name(&mut self, local: &[u8]) {
-        const MAX: usize = 64;
-        // Names come from a document checked to be UTF-8 and are cut at
-        // character boundaries by quick-xml, so this is the rare path.
-        let local = String::from_utf8_lossy(local);
-        let cut = local
-            .char_indices()
-            .nth(MAX)
-            .map_or(local.len(), |(i, _)| i);
         self.raw_name.clear();
-        self.raw_name.push_str(&local[..cut]);
-        if cut < local.len() {
-            self.raw_name.push('…');
-        }
+        push_snippet(&mut self.raw_name, &String::from_utf8_lossy(local), 64);
     }
 
     /// Checks the attributes of a start tag (at most `max_attributes`, no

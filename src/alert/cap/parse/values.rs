@@ -12,9 +12,19 @@ use super::CapError;
 
 /// `s` cut to at most `max` characters, with `…` when something was cut.
 pub(crate) fn snippet(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    push_snippet(&mut out, s, max);
+    out
+}
+
+/// [`snippet`], appended to `out` (which can keep its buffer between calls).
+pub(super) fn push_snippet(out: &mut String, s: &str, max: usize) {
     match s.char_indices().nth(max) {
-        None => s.to_owned(),
-        Some((i, _)) => format!("{}…", &s[..i]),
+        None => out.push_str(s),
+        Some((i, _)) => {
+            out.push_str(&s[..i]);
+            out.push('…');
+        }
     }
 }
 
