@@ -489,6 +489,12 @@ async fn get_metrics(admin: SocketAddr) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_mails_every_subscriber_once() {
+    // Why a transaction failed (its kind and I/O error kind), shown with
+    // the test's output if it fails: it once saw one connection-level retry.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("tocsin::channel::email=debug")
+        .try_init();
     let server = SmtpServer::start(true, false, Some("tocsin:pw-from-file"));
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();

@@ -459,6 +459,9 @@ impl Job {
                     exhausted = true;
                     break;
                 }
+                // Each batch cut is a point where an idle-class thread
+                // offers the CPU back (departure 31).
+                crate::runtime::cooperate();
                 let mut ids = Vec::with_capacity(batch_size);
                 let mut end_key = (0, 0);
                 let skipped = self.fill(&mut walk, &mut ids, batch_size, &mut end_key);

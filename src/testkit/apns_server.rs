@@ -244,7 +244,10 @@ impl ApnsServer {
                     });
                     let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
                     b.max_concurrent_streams(streams);
-                    let _ = b.serve_connection(TokioIo::new(io), svc).await;
+                    // On an idle-class runtime (the load test's), it gives
+                    // the CPU back as the daemon's fan-out does.
+                    let io = TokioIo::new(crate::runtime::Cooperative(io));
+                    let _ = b.serve_connection(io, svc).await;
                 }
             },
         )?;

@@ -132,6 +132,20 @@ fn failure_kind(e: &SmtpError) -> &'static str {
     }
 }
 
+/// The kind of the I/O error under `e`, if one caused it (reset, refused,
+/// unexpected end of file, …): tells a peer's reset from a local fault
+/// without logging the error's text, which may name an address.
+fn io_kind(e: &SmtpError) -> Option<std::io::ErrorKind> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = s.source();
+    }
+    None
+}
+
 /// The outcome of a failed SMTP transaction.
 fn error_outcome(e: &SmtpError) -> Outcome {
     if let Some(c) = e.status() {
@@ -147,6 +161,7 @@ fn error_outcome(e: &SmtpError) -> Outcome {
     tracing::debug!(
         channel = CHANNEL,
         kind = failure_kind(e),
+        io = ?io_kind(e),
         "smtp transaction failed"
     );
     Outcome::Retry {

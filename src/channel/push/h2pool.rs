@@ -451,7 +451,7 @@ impl Inner {
         }
         let (sr, conn) = self
             .h2
-            .handshake(TokioIo::new(tls))
+            .handshake(TokioIo::new(crate::runtime::Cooperative(tls)))
             .await
             .map_err(|e| err(format!("http2 handshake: {e}")))?;
         let open = self.open.clone();

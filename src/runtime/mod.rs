@@ -12,13 +12,18 @@
 //!   wake. The fan-out still takes every cycle nobody else wants.
 //!
 //! The ingest and journal threads also ask for a short time slice
-//! ([`short_slice`]).
+//! ([`short_slice`]), and idle-class threads give the CPU back every
+//! 100 µs on their hot paths ([`cooperate`], `yield_cpu.rs`).
 //!
 //! Both are dropped from async code and so shut down in the background.
 
 use std::future::Future;
 
 use tokio::runtime::{Builder, EnterGuard, Handle, Runtime};
+
+mod yield_cpu;
+
+pub use yield_cpu::{cooperate, Cooperative, YIELD_EVERY};
 
 /// A runtime of the daemon's own; shuts down in the background on drop.
 pub struct Dedicated(Option<Runtime>);
@@ -60,6 +65,7 @@ impl Dedicated {
         }
         b.thread_name(name)
             .on_thread_start(on_start)
+            .on_thread_unpark(yield_cpu::woke)
             .enable_all()
             .build()
             .map(|rt| Self(Some(rt)))
@@ -144,7 +150,8 @@ pub fn short_slice() {
 }
 
 /// Raise the calling thread's nice value by `nice` (on Linux nice is per
-/// thread) and, when `idle`, move it to `SCHED_IDLE`. Lowering either needs
+/// thread) and, when `idle`, move it to `SCHED_IDLE`, where [`cooperate`]
+/// then gives the CPU back every [`YIELD_EVERY`]. Lowering either needs
 /// no privilege; a failure only costs latency.
 pub fn lower_priority(nice: i32, idle: bool) {
     #[cfg(unix)]
@@ -161,6 +168,8 @@ pub fn lower_priority(nice: i32, idle: bool) {
         // valid sched_param the kernel only reads.
         if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
             tracing::debug!(error = %std::io::Error::last_os_error(), "SCHED_IDLE refused");
+        } else {
+            yield_cpu::mark_idle_class();
         }
     }
     #[cfg(not(target_os = "linux"))]
@@ -182,10 +191,11 @@ mod tests {
                 nice,
                 policy,
                 std::thread::current().name().map(str::to_owned),
+                yield_cpu::is_idle_class(),
             )
         };
         let rt = Dedicated::fanout(7, true).unwrap();
-        let (nice, policy, name) = rt
+        let (nice, policy, name, yields) = rt
             .handle()
             .unwrap()
             .block_on(async { tokio::spawn(async move { probe() }).await })
@@ -193,13 +203,14 @@ mod tests {
         assert_eq!(nice, (own + 7).min(19));
         assert_eq!(policy, libc::SCHED_IDLE);
         assert_eq!(name.as_deref(), Some("tocsin-fanout"));
+        assert!(yields, "an idle-class thread gives the CPU back");
         let ingest = Dedicated::ingest().unwrap();
-        let (nice, policy, name) = ingest
+        let (nice, policy, name, yields) = ingest
             .handle()
             .unwrap()
             .block_on(async { tokio::spawn(async move { probe() }).await })
             .unwrap();
-        assert_eq!((nice, policy), (own, libc::SCHED_OTHER));
+        assert_eq!((nice, policy, yields), (own, libc::SCHED_OTHER, false));
         assert_eq!(name.as_deref(), Some("tocsin-ingest"));
     }
 }
