@@ -122,22 +122,10 @@ fn quantile_us(sorted: &[u32], q: f64) -> f64 {
 /// p-quantile (seconds) of a Prometheus histogram in `text`, interpolated
 /// linearly inside its bucket.
 fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
-    let prefix = format!("{name}_bucket{{");
-    let mut buckets: Vec<(f64, f64)> = text
-        .lines()
-        .filter(|l| l.starts_with(&prefix) && l.contains("channel=\"apns\""))
-        .filter_map(|l| {
-            let le = l.split("le=\"").nth(1)?.split('"').next()?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            let count: f64 = l.rsplit(' ').next()?.parse().ok()?;
-            Some((le, count))
-        })
+    let buckets: Vec<(f64, f64)> = tocsin::testkit::prom::buckets(text, name, "channel=\"apns\"")
+        .into_iter()
+        .map(|(le, n)| (le, n as f64))
         .collect();
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     let total = buckets.last()?.1;
     if total == 0.0 {
         return None;

@@ -12,8 +12,8 @@
 //!   wake. The fan-out still takes every cycle nobody else wants.
 //!
 //! The ingest and journal threads also ask for a short time slice
-//! ([`short_slice`]), and idle-class threads give the CPU back every
-//! 100 µs on their hot paths ([`cooperate`], `yield_cpu.rs`).
+//! ([`short_slice`]), and idle-class threads offer the CPU back on their
+//! hot paths, at most every 100 µs ([`cooperate`], `yield_cpu.rs`).
 //!
 //! Both are dropped from async code and so shut down in the background.
 
@@ -65,7 +65,6 @@ impl Dedicated {
         }
         b.thread_name(name)
             .on_thread_start(on_start)
-            .on_thread_unpark(yield_cpu::woke)
             .enable_all()
             .build()
             .map(|rt| Self(Some(rt)))
@@ -151,7 +150,7 @@ pub fn short_slice() {
 
 /// Raise the calling thread's nice value by `nice` (on Linux nice is per
 /// thread) and, when `idle`, move it to `SCHED_IDLE`, where [`cooperate`]
-/// then gives the CPU back every [`YIELD_EVERY`]. Lowering either needs
+/// then offers the CPU back, at most every [`YIELD_EVERY`]. Lowering either needs
 /// no privilege; a failure only costs latency.
 pub fn lower_priority(nice: i32, idle: bool) {
     #[cfg(unix)]

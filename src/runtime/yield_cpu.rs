@@ -1,8 +1,9 @@
 //! Giving the CPU back from `SCHED_IDLE` threads (departure 31).
 //!
 //! Under `SCHED_IDLE` the fan-out should take only what the receipt path
-//! leaves, and a receipt thread that wakes should run at once. On Linux 6.6
-//! and later (EEVDF) that does not always hold: the kernel picks the
+//! leaves, and a receipt thread that wakes should run at once. With the
+//! EEVDF scheduler (Linux 6.6 and later; seen on 6.18) that does not always
+//! hold: the kernel picks the
 //! eligible thread with the earliest virtual deadline, and a woken receipt
 //! thread that has run a little more than its share lately is not yet
 //! eligible, so an idle-class thread is picked instead, and the next
@@ -11,12 +12,14 @@
 //! journal thread waiting 1–4 ms this way behind fan-out threads busy in
 //! user space.
 //!
-//! [`cooperate`] bounds that wait: called on the fan-out's hot paths (each
-//! read and write of a push connection, each batch), it calls
-//! `sched_yield` when the thread is idle-class and has run
-//! [`YIELD_EVERY`] since it last did. The yield ends the thread's turn, and
-//! the kernel decides again with the woken thread now eligible. On other
-//! threads it is one thread-local read.
+//! [`cooperate`] shortens that wait: called on the fan-out's hot paths
+//! (each read, write and flush of a push connection, each batch cut), it
+//! calls `sched_yield` when the thread is idle-class and [`YIELD_EVERY`]
+//! has passed since it last did. The yield ends the thread's turn, and the
+//! kernel decides again with the woken thread now eligible. How long a
+//! woken thread can still wait is the gap between two such calls (one
+//! poll, a TLS handshake, a batch being cut), not a tick. On other threads
+//! it is one thread-local read.
 
 use std::cell::Cell;
 use std::pin::Pin;
@@ -25,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// How long an idle-class thread runs before it offers the CPU again: a
-/// receipt thread woken behind it waits at most about this long (plus what
-/// one poll takes), instead of up to a scheduler tick.
+/// How often, at most, an idle-class thread offers the CPU again from
+/// [`cooperate`]: often enough that a receipt thread woken behind it waits
+/// about this long (plus the gap to the next call), not a scheduler tick.
 pub const YIELD_EVERY: Duration = Duration::from_micros(100);
 
 thread_local! {
@@ -45,16 +48,6 @@ pub(super) fn mark_idle_class() {
 #[cfg(test)]
 pub(super) fn is_idle_class() -> bool {
     LAST.with(|c| c.get().is_some())
-}
-
-/// The calling thread woke from a wait: its turn starts now (a thread that
-/// slept has given the CPU back already).
-pub(super) fn woke() {
-    LAST.with(|c| {
-        if c.get().is_some() {
-            c.set(Some(Instant::now()));
-        }
-    });
 }
 
 /// On an idle-class thread that has run [`YIELD_EVERY`] since it last gave
@@ -143,8 +136,6 @@ mod tests {
             std::thread::sleep(YIELD_EVERY * 2);
             cooperate();
             assert!(LAST.with(Cell::get).unwrap() > t0 + YIELD_EVERY);
-            woke();
-            assert!(LAST.with(Cell::get).is_some());
         })
         .join()
         .unwrap();

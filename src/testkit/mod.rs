@@ -20,6 +20,7 @@ pub mod h2client;
 mod jwt;
 pub mod keys;
 pub mod printer;
+pub mod prom;
 mod serve;
 pub mod smsc;
 pub mod smtp_sink;
