@@ -122,31 +122,8 @@ fn quantile_us(sorted: &[u32], q: f64) -> f64 {
 /// p-quantile (seconds) of a Prometheus histogram in `text`, interpolated
 /// linearly inside its bucket.
 fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
-    let buckets: Vec<(f64, f64)> = tocsin::testkit::prom::buckets(text, name, "channel=\"apns\"")
-        .into_iter()
-        .map(|(le, n)| (le, n as f64))
-        .collect();
-    let total = buckets.last()?.1;
-    if total == 0.0 {
-        return None;
-    }
-    let want = q * total;
-    let (mut lo, mut below) = (0.0, 0.0);
-    for (le, count) in buckets {
-        if count >= want {
-            if le.is_infinite() {
-                return Some(lo);
-            }
-            let frac = if count > below {
-                (want - below) / (count - below)
-            } else {
-                1.0
-            };
-            return Some(lo + (le - lo) * frac);
-        }
-        (lo, below) = (le, count);
-    }
-    None
+    use tocsin::testkit::prom;
+    prom::quantile(&prom::buckets(text, name, "channel=\"apns\""), q).map(|q| q.value)
 }
 
 /// What the bare client sends: everything the channel sends, pre-built.

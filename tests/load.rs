@@ -316,19 +316,9 @@ fn daemon_side(before: &str, after: &str) -> String {
     };
     let ms = |s: f64| format!("{:.2}", s * 1e3);
     let p99 = |w: &[(f64, u64)]| -> String {
-        let total = w.last().map_or(0, |&(_, n)| n);
-        if total == 0 {
-            return "no data".into();
-        }
-        let want = (total as f64 * 0.99).ceil() as u64;
-        let mut lo = 0.0;
-        for &(le, n) in w {
-            if n >= want {
-                return format!("p99 in ({}, {}] ms", ms(lo), ms(le));
-            }
-            lo = le;
-        }
-        "no data".into()
+        tocsin::testkit::prom::quantile(w, 0.99).map_or("no data".into(), |q| {
+            format!("p99 in ({}, {}] ms", ms(q.lo), ms(q.hi))
+        })
     };
     let ingest = window("tocsin_ingest_seconds");
     let commit = window("tocsin_journal_commit_seconds");

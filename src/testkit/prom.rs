@@ -23,6 +23,44 @@ pub fn buckets(text: &str, name: &str, label: &str) -> Vec<(f64, u64)> {
     out
 }
 
+/// Where the `q`-quantile of cumulative `buckets` (as [`buckets`] returns
+/// them) falls: the bucket `(lo, hi]` holding it, and the value
+/// interpolated linearly inside it (`lo` when it is the `+Inf` bucket).
+/// `None` without observations.
+pub fn quantile(buckets: &[(f64, u64)], q: f64) -> Option<Quantile> {
+    let total = buckets.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let want = q * total as f64;
+    let (mut lo, mut below) = (0.0, 0u64);
+    for &(hi, count) in buckets {
+        if count as f64 >= want {
+            let value = if hi.is_infinite() {
+                lo
+            } else if count > below {
+                lo + (hi - lo) * (want - below as f64) / (count - below) as f64
+            } else {
+                hi
+            };
+            return Some(Quantile { lo, hi, value });
+        }
+        (lo, below) = (hi, count);
+    }
+    None
+}
+
+/// A quantile read off a histogram ([`quantile`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Quantile {
+    /// The bucket's lower bound (exclusive).
+    pub lo: f64,
+    /// The bucket's upper bound (inclusive).
+    pub hi: f64,
+    /// Interpolated linearly inside the bucket.
+    pub value: f64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,5 +76,9 @@ mod tests {
         assert_eq!(at(0.005), Some(1));
         assert_eq!(at(f64::INFINITY), Some(2));
         assert!(b.windows(2).all(|w| w[0].0 < w[1].0));
+        let q = quantile(&b, 0.5).unwrap();
+        assert_eq!((q.lo, q.hi, q.value), (0.004, 0.005, 0.005));
+        assert_eq!(quantile(&b, 0.99).unwrap().hi, 0.25);
+        assert_eq!(quantile(&[], 0.5), None);
     }
 }
