@@ -3,8 +3,10 @@
 //! APNs server. Reports receipt latency p50 / p99 / max, alerts/s, the
 //! CPU each thread spent per alert, the daemon's side of the receipt time
 //! (its `tocsin_ingest_seconds` and `tocsin_journal_commit_seconds`
-//! histograms over the window) and the host's steal and idle time, which
-//! tell a slow host from slow code.
+//! histograms over the window), the host's steal and idle time, and the
+//! host's own floor read before the run (how late a sleeping thread wakes
+//! on the idle machine, `testkit::host`): together they tell a slow host
+//! from slow code.
 //!
 //! All connections are up, and every envelope signed, before the first timed
 //! submission, and submissions are spread evenly over each 100 ms. The
@@ -32,6 +34,7 @@ use tocsin::ingest::Receipt;
 use tocsin::runtime::Dedicated;
 use tocsin::subscribers::{Audience, AudienceLoader};
 use tocsin::testkit::apns_server::{ApnsServer, ApnsServerOptions, DEFAULT_TOPIC};
+use tocsin::testkit::host::{CpuTimes, WakeLateness};
 use tocsin::testkit::keys::ApnsTestKey;
 
 const CONNECTIONS: usize = 100;
@@ -41,6 +44,12 @@ const P99_BOUND: Duration = Duration::from_secs(2);
 const MIN_RATE: f64 = 200.0;
 /// How much lower than the test the APNs server runs (a nice increment).
 const PEER_NICE: i32 = 10;
+/// How long the host's wake-up lateness is read before the run.
+const FLOOR_PROBE: Duration = Duration::from_secs(5);
+/// Wake-ups a receipt waits for in series at the least: the ingest thread
+/// on the alert's packets, the journal thread on the alert and on its
+/// `fsync`, the client on the receipt.
+const SERIAL_WAKEUPS: usize = 4;
 
 fn audience(n: u32) -> Arc<Audience> {
     let mut l = AudienceLoader::with_capacity(n as usize);
@@ -131,6 +140,14 @@ async fn load(secs: u64, fanout: u32) {
         "audience of {fanout} built in {:.1} s",
         t_build.elapsed().as_secs_f64()
     );
+    // The host's floor, read while nothing else runs: how late a sleeping
+    // thread wakes here, and what the wake-ups a receipt waits for in
+    // series cost at the p99 if each is that late.
+    let floor = tokio::task::spawn_blocking(|| {
+        WakeLateness::measure(FLOOR_PROBE, Duration::from_millis(1))
+    })
+    .await
+    .unwrap();
     let daemon = Daemon::start(
         s,
         Extras {
@@ -152,7 +169,7 @@ async fn load(secs: u64, fanout: u32) {
     let interval = Duration::from_secs_f64(CONNECTIONS as f64 / TARGET_RATE);
     let t0 = Instant::now();
     let cpu0 = cpu_by_thread();
-    let host0 = host_times();
+    let host0 = CpuTimes::read();
     let metrics0 = daemon.metrics.encode();
     // The authorities run on a runtime of their own, as they would in their
     // own processes: their timings are not queued behind the test's fan-out
@@ -200,7 +217,10 @@ async fn load(secs: u64, fanout: u32) {
         lat.extend(t.await.unwrap());
     }
     let cpu = cpu_per_alert(&cpu0, &cpu_by_thread(), lat.len());
-    let host = host_share(host0.as_deref(), host_times().as_deref());
+    let host = match (host0, CpuTimes::read()) {
+        (Some(before), Some(after)) => after.share_since(&before),
+        _ => "unknown (no /proc/stat)".into(),
+    };
     let daemon_side = daemon_side(&metrics0, &daemon.metrics.encode());
     authorities.shutdown_background();
     let fanout_during = apns.state().delivered();
@@ -233,6 +253,12 @@ async fn load(secs: u64, fanout: u32) {
     println!("load: CPU per accepted alert, by thread: {cpu}");
     println!("load: daemon side: {daemon_side}");
     println!("load: host, all CPUs over the window: {host}");
+    println!(
+        "load: host floor, idle before the run: 1 ms sleeps for {} s: {floor}; \
+         {SERIAL_WAKEUPS} such wake-ups in series: p99 {:.2} ms",
+        FLOOR_PROBE.as_secs(),
+        floor.serial_quantile(SERIAL_WAKEUPS, 0.99).as_secs_f64() * 1e3
+    );
     assert!(
         p99 <= P99_BOUND,
         "receipt p99 {p99:?} above {P99_BOUND:?} (goal 5 ms)"
@@ -333,31 +359,6 @@ fn daemon_side(before: &str, after: &str) -> String {
         p99(&ingest),
         p99(&commit),
     )
-}
-
-/// The machine's CPU times so far (`/proc/stat`'s first line: user, nice,
-/// system, idle, iowait, irq, softirq, steal), `None` without procfs.
-fn host_times() -> Option<Vec<u64>> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?;
-    line.split_whitespace()
-        .skip(1)
-        .take(8)
-        .map(|v| v.parse().ok())
-        .collect()
-}
-
-/// Steal (time the hypervisor gave the virtual CPUs to others) and idle
-/// time between two [`host_times`] readings, as shares of all: a window
-/// with much steal, or no idle left, says its latencies measure the host.
-fn host_share(before: Option<&[u64]>, after: Option<&[u64]>) -> String {
-    let (Some(b), Some(a)) = (before, after) else {
-        return "unknown (no /proc/stat)".into();
-    };
-    let d: Vec<u64> = a.iter().zip(b).map(|(x, y)| x.saturating_sub(*y)).collect();
-    let all: u64 = d.iter().sum();
-    let share = |i: usize| 100.0 * d.get(i).copied().unwrap_or(0) as f64 / all.max(1) as f64;
-    format!("steal {:.1} %, idle {:.1} %", share(7), share(3))
 }
 
 /// CI: 10 s, 100 k push recipients.

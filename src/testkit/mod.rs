@@ -7,7 +7,8 @@
 //! `apns_server` (rules in `apns_request`) and `fcm_server` (rules in
 //! `fcm_message`) are the servers; `tls` and `keys` make the throwaway
 //! certificate and credentials they trust; `h2client` is a bare hyper
-//! client for tests and the bench's baseline. Servers start on the current
+//! client for tests and the bench's baseline; `host` reads the machine
+//! itself (wake-up lateness, steal) for load tests to print. Servers start on the current
 //! tokio runtime at `127.0.0.1:0` and stop when dropped. Nothing here is
 //! used by the daemon's production path.
 
@@ -17,6 +18,7 @@ pub mod faults;
 pub mod fcm_message;
 pub mod fcm_server;
 pub mod h2client;
+pub mod host;
 mod jwt;
 pub mod keys;
 pub mod printer;
