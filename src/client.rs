@@ -70,6 +70,12 @@ impl IngestClient {
         serde_json::from_slice(&line).map_err(|e| ClientError::Receipt(e.to_string()))
     }
 
+    /// The connection's transport figures so far (packets sent and lost,
+    /// congestion events, RTT): what a slow receipt cost in QUIC terms.
+    pub fn stats(&self) -> quinn::ConnectionStats {
+        self.conn.stats()
+    }
+
     /// Close the connection politely.
     pub async fn close(self) {
         self.conn.close(0u32.into(), b"done");

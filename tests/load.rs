@@ -3,7 +3,8 @@
 //! APNs server. Reports receipt latency p50 / p99 / max, alerts/s, the
 //! CPU each thread spent per alert, the daemon's side of the receipt time
 //! (its `tocsin_ingest_seconds` and `tocsin_journal_commit_seconds`
-//! histograms over the window), the host's steal and idle time, and the
+//! histograms over the window), QUIC's loss recovery on the authorities'
+//! connections, the host's steal and idle time, and the
 //! host's own floor read before the run (how late a sleeping thread wakes
 //! on the idle machine, `testkit::host`): together they tell a slow host
 //! from slow code.
@@ -208,14 +209,19 @@ async fn load(secs: u64, fanout: u32) {
                 lat.push(t.elapsed());
                 assert!(matches!(r, Receipt::Accepted { .. }), "{r:?}");
             }
+            let stats = c.stats();
             c.close().await;
-            lat
+            (lat, stats)
         }));
     }
     let mut lat = Vec::new();
+    let mut quic = Vec::new();
     for t in tasks {
-        lat.extend(t.await.unwrap());
+        let (l, stats) = t.await.unwrap();
+        lat.extend(l);
+        quic.push(stats);
     }
+    let quic = quic_losses(&quic);
     let cpu = cpu_per_alert(&cpu0, &cpu_by_thread(), lat.len());
     let host = match (host0, CpuTimes::read()) {
         (Some(before), Some(after)) => after.share_since(&before),
@@ -253,6 +259,7 @@ async fn load(secs: u64, fanout: u32) {
     println!("load: CPU per accepted alert, by thread: {cpu}");
     println!("load: daemon side: {daemon_side}");
     println!("load: host, all CPUs over the window: {host}");
+    println!("load: QUIC, the authorities' side: {quic}");
     println!(
         "load: host floor, idle before the run: 1 ms sleeps for {} s: {floor}; \
          {SERIAL_WAKEUPS} such wake-ups in series: p99 {:.2} ms",
@@ -358,6 +365,29 @@ fn daemon_side(before: &str, after: &str) -> String {
          (tocsin_journal_commit_seconds)",
         p99(&ingest),
         p99(&commit),
+    )
+}
+
+/// What QUIC's loss recovery did on the authorities' connections over the
+/// run (handshakes included): packets sent and declared lost, congestion
+/// events, and the smoothed and minimum RTT at the end (largest of any
+/// connection). A loss declared on loopback is a packet late past QUIC's
+/// time threshold, not dropped; each one costs a retransmission and can
+/// shrink the congestion window, so a slow receipt tail with losses here is
+/// QUIC's, not the daemon's.
+fn quic_losses(stats: &[quinn::ConnectionStats]) -> String {
+    let sum = |f: fn(&quinn::ConnectionStats) -> u64| stats.iter().map(f).sum::<u64>();
+    let max_ms = |f: fn(&quinn::ConnectionStats) -> Duration| {
+        stats.iter().map(f).max().unwrap_or_default().as_secs_f64() * 1e3
+    };
+    format!(
+        "{} packets sent, {} declared lost, {} congestion events; RTT at the end up to {:.2} ms \
+         (min RTT up to {:.2} ms)",
+        sum(|s| s.path.sent_packets),
+        sum(|s| s.path.lost_packets),
+        sum(|s| s.path.congestion_events),
+        max_ms(|s| s.path.rtt),
+        max_ms(|s| s.path.min_rtt),
     )
 }
 
