@@ -136,14 +136,9 @@ fn failure_kind(e: &SmtpError) -> &'static str {
 /// unexpected end of file, …): tells a peer's reset from a local fault
 /// without logging the error's text, which may name an address.
 fn io_kind(e: &SmtpError) -> Option<std::io::ErrorKind> {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
-        }
-        source = s.source();
-    }
-    None
+    std::iter::successors(std::error::Error::source(e), |s| s.source())
+        .find_map(|s| s.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind)
 }
 
 /// The outcome of a failed SMTP transaction.
