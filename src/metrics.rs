@@ -52,7 +52,51 @@ pub struct ReceiptLabel {
     pub status: &'static str,
 }
 
+/// `stage` label: one step of a submission's way to its receipt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    pub stage: &'static str,
+}
+
 type HistFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The steps of a submission between its envelope being read and its
+/// receipt being ready (`tocsin_ingest_stage_seconds{stage}`), each
+/// observed by every submission that reaches it; for an accepted alert they
+/// add up to its `tocsin_ingest_seconds`. They tell an operator which step
+/// holds a slow receipt: CPU (`verify`, `plan`), a busy journal writer
+/// (`journal_queue`), the disk (`journal_write`), or a core too busy to wake
+/// the submission again (`journal_resume`).
+#[derive(Clone, Debug)]
+pub struct IngestStages {
+    /// Envelope decode, signature, CAP parse and policy.
+    pub verify: Histogram,
+    /// Widening (with its journal read) and targeting: the fan-out's plan.
+    pub plan: Histogram,
+    /// Handed to the journal's writer until its group starts being written
+    /// (waiting out the group ahead, if any).
+    pub journal_queue: Histogram,
+    /// The group's log append and `fdatasync`.
+    pub journal_write: Histogram,
+    /// The group answered until the submission runs again.
+    pub journal_resume: Histogram,
+    /// Committed until the receipt is ready (fan-out started).
+    pub start: Histogram,
+}
+
+impl IngestStages {
+    fn new(family: &HistFamily<StageLabel>) -> Self {
+        let stage = |stage| family.get_or_create(&StageLabel { stage }).clone();
+        Self {
+            verify: stage("verify"),
+            plan: stage("plan"),
+            journal_queue: stage("journal_queue"),
+            journal_write: stage("journal_write"),
+            journal_resume: stage("journal_resume"),
+            start: stage("start"),
+        }
+    }
+}
 
 fn latency_histogram() -> Histogram {
     // 1 ms … ~17 min, doubling.
@@ -78,6 +122,8 @@ pub struct Metrics {
     registry: Arc<Registry>,
     pub alerts: Family<ResultLabel, Counter>,
     pub ingest_seconds: Histogram,
+    /// Where `ingest_seconds` goes, step by step.
+    pub ingest_stages: IngestStages,
     pub targeted: Family<ChannelLabel, Counter>,
     pub target_seconds: Histogram,
     pub deliveries: Family<OutcomeLabel, Counter>,
@@ -128,9 +174,16 @@ impl Metrics {
         let ingest_seconds = receipt_histogram();
         r.register(
             "tocsin_ingest_seconds",
-            "Stream open to receipt written",
+            "Envelope read to receipt ready: verify, plan, durable commit, fan-out start",
             ingest_seconds.clone(),
         );
+        let stages: HistFamily<StageLabel> = Family::new_with_constructor(receipt_histogram);
+        r.register(
+            "tocsin_ingest_stage_seconds",
+            "One step of tocsin_ingest_seconds: verify, plan, journal_queue, journal_write, journal_resume, start",
+            stages.clone(),
+        );
+        let ingest_stages = IngestStages::new(&stages);
         let targeted = Family::<ChannelLabel, Counter>::default();
         r.register(
             "tocsin_targeted_recipients",
@@ -252,6 +305,7 @@ impl Metrics {
             registry: Arc::new(r),
             alerts,
             ingest_seconds,
+            ingest_stages,
             targeted,
             target_seconds,
             deliveries,
@@ -306,5 +360,16 @@ mod tests {
         assert!(text.contains("tocsin_alerts_total{result=\"accepted\"} 1"));
         assert!(text.contains("tocsin_deliveries_total{channel=\"feed\",outcome=\"delivered\"} 1"));
         assert!(text.contains("tocsin_ingest_seconds_bucket"));
+        for stage in [
+            "verify",
+            "plan",
+            "journal_queue",
+            "journal_write",
+            "journal_resume",
+            "start",
+        ] {
+            let line = format!("tocsin_ingest_stage_seconds_count{{stage=\"{stage}\"}} 0");
+            assert!(text.contains(&line), "{line}");
+        }
     }
 }

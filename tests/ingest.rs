@@ -1,7 +1,7 @@
 //! End to end over real QUIC: an accepted alert reaches a local partner as
 //! the unchanged signed envelope; a resend is idempotent; Update and Cancel
 //! behave as DESIGN §4; and every rejection returns its stable code and
-//! leaves the journal untouched.
+//! leaves the journal untouched. The receipt's steps are timed.
 
 mod support;
 
@@ -67,6 +67,25 @@ async fn accepted_alert_reaches_partner_unchanged_and_resend_is_idempotent() {
         "{m}"
     );
     assert!(m.contains("tocsin_deliveries_total{channel=\"feed\",outcome=\"delivered\"} 1"));
+    // Each step of the way to a receipt is timed for every submission that
+    // reached it: all three were verified, planned and journaled (the
+    // journal found the duplicate and the reuse); one started a fan-out.
+    let count = |stage: &str| -> u64 {
+        let line = format!("tocsin_ingest_stage_seconds_count{{stage=\"{stage}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(&line)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {line}in {m}"))
+    };
+    for stage in [
+        "verify",
+        "plan",
+        "journal_queue",
+        "journal_write",
+        "journal_resume",
+    ] {
+        assert_eq!(count(stage), 3, "{stage}");
+    }
+    assert_eq!(count("start"), 1);
     c.close().await;
     d.shutdown().await;
 }

@@ -3,7 +3,8 @@
 //! APNs server. Reports receipt latency p50 / p99 / max, alerts/s, the
 //! CPU each thread spent per alert, the daemon's side of the receipt time
 //! (its `tocsin_ingest_seconds` and `tocsin_journal_commit_seconds`
-//! histograms over the window), QUIC's loss recovery on the authorities'
+//! histograms over the window, and the p99 of each step of the receipt,
+//! `tocsin_ingest_stage_seconds`), QUIC's loss recovery on the authorities'
 //! connections, the host's steal and idle time, and the
 //! host's own floor read before the run (how late a sleeping thread wakes
 //! on the idle machine, `testkit::host`): together they tell a slow host
@@ -330,16 +331,27 @@ fn cpu_per_alert(
     out.join(", ")
 }
 
+/// The steps of `tocsin_ingest_stage_seconds`, in order.
+const STAGES: [&str; 6] = [
+    "verify",
+    "plan",
+    "journal_queue",
+    "journal_write",
+    "journal_resume",
+    "start",
+];
+
 /// What the daemon's receipt-path histograms saw between two `/metrics`
-/// texts: the share of submissions answered within 5 ms (stream open →
-/// receipt written, `tocsin_ingest_seconds`) and the buckets holding the
-/// p99 of that and of the journal's group commits. The daemon's side alone:
-/// the client's QUIC work on the same cores is not in it.
+/// texts: the share of submissions answered within 5 ms (envelope read →
+/// receipt ready, `tocsin_ingest_seconds`), the buckets holding the p99 of
+/// that and of the journal's group commits, and the bucket holding the p99
+/// of each step (`tocsin_ingest_stage_seconds`). The daemon's side alone:
+/// QUIC's work on both sides of the connection is not in it.
 fn daemon_side(before: &str, after: &str) -> String {
     let buckets = tocsin::testkit::prom::buckets;
-    let window = |name: &str| -> Vec<(f64, u64)> {
-        let b = buckets(before, name, "");
-        buckets(after, name, "")
+    let window_of = |name: &str, label: &str| -> Vec<(f64, u64)> {
+        let b = buckets(before, name, label);
+        buckets(after, name, label)
             .into_iter()
             .map(|(le, n)| {
                 let was = b.iter().find(|&&(l, _)| l == le).map_or(0, |&(_, c)| c);
@@ -353,8 +365,19 @@ fn daemon_side(before: &str, after: &str) -> String {
             format!("p99 in ({}, {}] ms", ms(q.lo), ms(q.hi))
         })
     };
+    let window = |name: &str| window_of(name, "");
     let ingest = window("tocsin_ingest_seconds");
     let commit = window("tocsin_journal_commit_seconds");
+    let stages: Vec<String> = STAGES
+        .iter()
+        .map(|stage| {
+            let w = window_of("tocsin_ingest_stage_seconds", &format!("stage=\"{stage}\""));
+            let p99 = tocsin::testkit::prom::quantile(&w, 0.99).map_or("no data".into(), |q| {
+                format!("({}, {}]", ms(q.lo), ms(q.hi))
+            });
+            format!("{stage} {p99}")
+        })
+        .collect();
     let total = ingest.last().map_or(0, |&(_, n)| n);
     let within = match ingest.iter().find(|&&(le, _)| le == 0.005) {
         Some(&(_, n)) if total > 0 => format!("{:.2} %", 100.0 * n as f64 / total as f64),
@@ -362,9 +385,11 @@ fn daemon_side(before: &str, after: &str) -> String {
     };
     format!(
         "receipts {within} within 5 ms, {} (tocsin_ingest_seconds); journal commits {} \
-         (tocsin_journal_commit_seconds)",
+         (tocsin_journal_commit_seconds); p99 of each stage in ms \
+         (tocsin_ingest_stage_seconds): {}",
         p99(&ingest),
         p99(&commit),
+        stages.join(", "),
     )
 }
 

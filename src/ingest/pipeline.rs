@@ -88,7 +88,11 @@ impl Pipeline {
     }
 
     async fn submit_inner(&self, bytes: &[u8], t0: Instant) -> Result<Receipt, Rejection> {
-        let v = self.verifier.verify(bytes, Utc::now())?;
+        let stages = &self.metrics.ingest_stages;
+        let verified = self.verifier.verify(bytes, Utc::now());
+        let t_verified = Instant::now();
+        stages.verify.observe(secs(t0, t_verified));
+        let v = verified?;
         let accepted_at = Utc::now();
         let prior = widening::prior_expansion(&self.journal, &v.alert)
             .map_err(|e| journal_rejection(&e, "the journal could not be read"))?;
@@ -118,6 +122,8 @@ impl Pipeline {
             self.verifier.follow_up(&v.alert),
         );
         let targeted = plan.targeted();
+        let t_planned = Instant::now();
+        stages.plan.observe(secs(t_verified, t_planned));
         let new = NewAlert {
             alert_id: v.alert_id.clone(),
             receipt: ulid::Ulid::new().to_string(),
@@ -132,11 +138,15 @@ impl Pipeline {
             targeted,
             expansion,
         };
-        let outcome = self
+        let (outcome, timing) = self
             .committer
-            .commit(new)
+            .commit_timed(new)
             .await
             .map_err(|e| journal_rejection(&e, "the journal could not store the alert"))?;
+        stages.journal_queue.observe(timing.queue.as_secs_f64());
+        stages.journal_write.observe(timing.write.as_secs_f64());
+        stages.journal_resume.observe(timing.resume.as_secs_f64());
+        let t_committed = Instant::now();
         match outcome {
             CommitOutcome::Accepted(rec) => {
                 self.metrics.alert_result("accepted");
@@ -156,6 +166,7 @@ impl Pipeline {
                 });
                 self.dispatcher
                     .start(content, plan, &BTreeMap::new(), widen);
+                stages.start.observe(secs(t_committed, Instant::now()));
                 Ok(Receipt::Accepted {
                     id: rec.alert_id,
                     receipt: rec.receipt,
@@ -227,6 +238,11 @@ impl Pipeline {
         }
         Ok(n)
     }
+}
+
+/// Seconds from `a` to `b`, for a histogram.
+fn secs(a: Instant, b: Instant) -> f64 {
+    b.saturating_duration_since(a).as_secs_f64()
 }
 
 /// The rejection for a journal failure: `store_unavailable` when the storage

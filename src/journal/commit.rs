@@ -73,7 +73,27 @@ impl From<GroupFailure> for JournalError {
     }
 }
 
-type Reply = oneshot::Sender<Result<Option<CommitOutcome>, GroupFailure>>;
+/// When a group was written: its write began and ended.
+#[derive(Debug, Clone, Copy)]
+struct GroupTimes {
+    began: Instant,
+    ended: Instant,
+}
+
+type Reply = oneshot::Sender<Result<(Option<CommitOutcome>, GroupTimes), GroupFailure>>;
+
+/// Where one commit's time went, as its caller saw it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CommitTiming {
+    /// Handed to the writer until its group began being written (the
+    /// group ahead, if any, and the gathering of this one).
+    pub queue: Duration,
+    /// The group's write: log append and `fdatasync` (or the logged write
+    /// alone for changes that need no sync).
+    pub write: Duration,
+    /// The group written until the caller ran again.
+    pub resume: Duration,
+}
 
 /// Handle to the journal's one writer thread. Every journal write of the
 /// daemon goes through it (new alerts, job cursors, final states), so they
@@ -118,19 +138,39 @@ impl GroupCommitter {
         Self { tx }
     }
 
-    async fn write(&self, change: Change) -> Result<Option<CommitOutcome>, JournalError> {
+    async fn write(
+        &self,
+        change: Change,
+    ) -> Result<(Option<CommitOutcome>, CommitTiming), JournalError> {
         let stopped = || JournalError::Corrupt("journal thread stopped".into());
         let (reply, rx) = oneshot::channel();
+        let sent = Instant::now();
         self.tx.send((change, reply)).await.map_err(|_| stopped())?;
-        Ok(rx.await.map_err(|_| stopped())??)
+        let (outcome, group) = rx.await.map_err(|_| stopped())??;
+        let timing = CommitTiming {
+            queue: group.began.saturating_duration_since(sent),
+            write: group.ended.saturating_duration_since(group.began),
+            resume: group.ended.elapsed(),
+        };
+        Ok((outcome, timing))
     }
 
     /// Journal one alert; resolves once it is durable (or refused). A
     /// storage fault is [`JournalError::Unavailable`].
     pub async fn commit(&self, alert: NewAlert) -> Result<CommitOutcome, JournalError> {
-        self.write(Change::Alert(Box::new(alert)))
-            .await?
-            .ok_or_else(|| JournalError::Corrupt("no outcome for an alert".into()))
+        self.commit_timed(alert).await.map(|(outcome, _)| outcome)
+    }
+
+    /// [`commit`](Self::commit), with where the time went (the receipt's
+    /// stage metrics).
+    pub async fn commit_timed(
+        &self,
+        alert: NewAlert,
+    ) -> Result<(CommitOutcome, CommitTiming), JournalError> {
+        match self.write(Change::Alert(Box::new(alert))).await? {
+            (Some(outcome), timing) => Ok((outcome, timing)),
+            (None, _) => Err(JournalError::Corrupt("no outcome for an alert".into())),
+        }
     }
 
     /// Set an alert's final state with its last cursors (see
@@ -242,12 +282,16 @@ impl Writer {
         if self.changes.is_empty() {
             return;
         }
-        let t0 = Instant::now();
+        let began = Instant::now();
         let result = self.journal.write(&self.changes);
+        let times = GroupTimes {
+            began,
+            ended: Instant::now(),
+        };
         if self.alerts > 0 {
             self.metrics
                 .journal_commit_seconds
-                .observe(t0.elapsed().as_secs_f64());
+                .observe(times.ended.duration_since(began).as_secs_f64());
         }
         for t in self.journal.checkpoint_times() {
             self.metrics
@@ -261,7 +305,7 @@ impl Writer {
         match result {
             Ok(outcomes) => {
                 for (reply, o) in self.replies.drain(..).zip(outcomes) {
-                    let _ = reply.send(Ok(o));
+                    let _ = reply.send(Ok((o, times)));
                 }
             }
             Err(e) => {
