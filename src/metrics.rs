@@ -84,16 +84,27 @@ pub struct IngestStages {
     pub start: Histogram,
 }
 
+/// The `stage` label's values, in the order a submission meets them.
+pub const INGEST_STAGES: [&str; 6] = [
+    "verify",
+    "plan",
+    "journal_queue",
+    "journal_write",
+    "journal_resume",
+    "start",
+];
+
 impl IngestStages {
     fn new(family: &HistFamily<StageLabel>) -> Self {
-        let stage = |stage| family.get_or_create(&StageLabel { stage }).clone();
+        let [verify, plan, journal_queue, journal_write, journal_resume, start] =
+            INGEST_STAGES.map(|stage| family.get_or_create(&StageLabel { stage }).clone());
         Self {
-            verify: stage("verify"),
-            plan: stage("plan"),
-            journal_queue: stage("journal_queue"),
-            journal_write: stage("journal_write"),
-            journal_resume: stage("journal_resume"),
-            start: stage("start"),
+            verify,
+            plan,
+            journal_queue,
+            journal_write,
+            journal_resume,
+            start,
         }
     }
 }
@@ -360,14 +371,7 @@ mod tests {
         assert!(text.contains("tocsin_alerts_total{result=\"accepted\"} 1"));
         assert!(text.contains("tocsin_deliveries_total{channel=\"feed\",outcome=\"delivered\"} 1"));
         assert!(text.contains("tocsin_ingest_seconds_bucket"));
-        for stage in [
-            "verify",
-            "plan",
-            "journal_queue",
-            "journal_write",
-            "journal_resume",
-            "start",
-        ] {
+        for stage in INGEST_STAGES {
             let line = format!("tocsin_ingest_stage_seconds_count{{stage=\"{stage}\"}} 0");
             assert!(text.contains(&line), "{line}");
         }

@@ -331,16 +331,6 @@ fn cpu_per_alert(
     out.join(", ")
 }
 
-/// The steps of `tocsin_ingest_stage_seconds`, in order.
-const STAGES: [&str; 6] = [
-    "verify",
-    "plan",
-    "journal_queue",
-    "journal_write",
-    "journal_resume",
-    "start",
-];
-
 /// What the daemon's receipt-path histograms saw between two `/metrics`
 /// texts: the share of submissions answered within 5 ms (envelope read →
 /// receipt ready, `tocsin_ingest_seconds`), the buckets holding the p99 of
@@ -368,7 +358,7 @@ fn daemon_side(before: &str, after: &str) -> String {
     let window = |name: &str| window_of(name, "");
     let ingest = window("tocsin_ingest_seconds");
     let commit = window("tocsin_journal_commit_seconds");
-    let stages: Vec<String> = STAGES
+    let stages: Vec<String> = tocsin::metrics::INGEST_STAGES
         .iter()
         .map(|stage| {
             let w = window_of("tocsin_ingest_stage_seconds", &format!("stage=\"{stage}\""));
