@@ -62,29 +62,35 @@ type HistFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The steps of a submission between its envelope being read and its
 /// receipt being ready (`tocsin_ingest_stage_seconds{stage}`), each
-/// observed by every submission that reaches it; for an accepted alert they
-/// add up to its `tocsin_ingest_seconds`. They tell an operator which step
-/// holds a slow receipt: CPU (`verify`, `plan`), a busy journal writer
-/// (`journal_queue`), the disk (`journal_write`), or a core too busy to wake
-/// the submission again (`journal_resume`).
+/// observed once by every submission that gets through it (a failed journal
+/// write included); for an accepted alert they add up to its
+/// `tocsin_ingest_seconds`. They tell an operator which step holds a slow
+/// receipt: the CPU work (`verify`, `plan`), the journal's one writer
+/// (`journal_queue`, `journal_write`), or the core the submission waits for
+/// to run again (`journal_resume`).
 #[derive(Clone, Debug)]
 pub struct IngestStages {
     /// Envelope decode, signature, CAP parse and policy.
     pub verify: Histogram,
-    /// Widening (with its journal read) and targeting: the fan-out's plan.
+    /// Widening (with its journal read), targeting and the journal record.
     pub plan: Histogram,
-    /// Handed to the journal's writer until its group starts being written
-    /// (waiting out the group ahead, if any).
+    /// Handed to the journal's writer until its group's write began: the
+    /// group ahead, if any, and the writer's wake-up.
     pub journal_queue: Histogram,
-    /// The group's log append and `fdatasync`.
+    /// The group's write (`Journal::write`): the journal's rules over the
+    /// overlay and a redb snapshot, the log append and its `fdatasync`, and,
+    /// when the log is full, waiting for a checkpoint.
     pub journal_write: Histogram,
-    /// The group answered until the submission runs again.
+    /// The group written until the submission runs again: the writer
+    /// answers the group, then a core must run the submission.
     pub journal_resume: Histogram,
     /// Committed until the receipt is ready (fan-out started).
     pub start: Histogram,
 }
 
-/// The `stage` label's values, in the order a submission meets them.
+/// The `stage` label's values, in the order a submission meets them (and
+/// the order of [`IngestStages`]' fields, which `IngestStages::new` relies on;
+/// `names_match_design` checks it).
 pub const INGEST_STAGES: [&str; 6] = [
     "verify",
     "plan",
@@ -371,8 +377,24 @@ mod tests {
         assert!(text.contains("tocsin_alerts_total{result=\"accepted\"} 1"));
         assert!(text.contains("tocsin_deliveries_total{channel=\"feed\",outcome=\"delivered\"} 1"));
         assert!(text.contains("tocsin_ingest_seconds_bucket"));
-        for stage in INGEST_STAGES {
-            let line = format!("tocsin_ingest_stage_seconds_count{{stage=\"{stage}\"}} 0");
+        // Each step's handle carries its own label: step i observed i times.
+        let s = &m.ingest_stages;
+        let fields = [
+            &s.verify,
+            &s.plan,
+            &s.journal_queue,
+            &s.journal_write,
+            &s.journal_resume,
+            &s.start,
+        ];
+        for (i, h) in fields.iter().enumerate() {
+            for _ in 0..i {
+                h.observe(0.001);
+            }
+        }
+        let text = m.encode();
+        for (i, stage) in INGEST_STAGES.iter().enumerate() {
+            let line = format!("tocsin_ingest_stage_seconds_count{{stage=\"{stage}\"}} {i}");
             assert!(text.contains(&line), "{line}");
         }
     }

@@ -1,6 +1,7 @@
 //! Disk faults against the real daemon binary: its journal file may not grow
 //! ("disk full"), ingest answers `store_unavailable` instead of accepting,
-//! nothing acknowledged is lost, and once space returns the next submission
+//! nothing acknowledged is lost, the failed journal writes are timed in
+//! `tocsin_ingest_stage_seconds`, and once space returns the next submission
 //! is accepted without a restart.
 //!
 //! How the disk fills without root: the daemon runs with `SIGXFSZ` ignored
@@ -152,6 +153,24 @@ coverage = {{ everywhere = true }}
     );
     println!(
         "disk full at {size} bytes: {} accepted before, then {refused} refused with store_unavailable",
+        accepted.len()
+    );
+    // The failed writes are timed like the others: an operator sees a
+    // failing disk in the journal's step of the receipt.
+    let m = reqwest::get(format!("http://{admin_addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = "tocsin_ingest_stage_seconds_count{stage=\"journal_write\"} ";
+    let timed: usize = m
+        .lines()
+        .find_map(|l| l.strip_prefix(line)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {line}in /metrics"));
+    assert!(
+        timed >= accepted.len() + refused,
+        "{timed} journal writes timed, {} accepted and {refused} refused by the journal",
         accepted.len()
     );
     // Still full: still refused, nothing half-accepted.

@@ -350,9 +350,10 @@ fn daemon_side(before: &str, after: &str) -> String {
             .collect()
     };
     let ms = |s: f64| format!("{:.2}", s * 1e3);
+    // The bucket holding the p99, in ms.
     let p99 = |w: &[(f64, u64)]| -> String {
         tocsin::testkit::prom::quantile(w, 0.99).map_or("no data".into(), |q| {
-            format!("p99 in ({}, {}] ms", ms(q.lo), ms(q.hi))
+            format!("({}, {}]", ms(q.lo), ms(q.hi))
         })
     };
     let window = |name: &str| window_of(name, "");
@@ -362,10 +363,7 @@ fn daemon_side(before: &str, after: &str) -> String {
         .iter()
         .map(|stage| {
             let w = window_of("tocsin_ingest_stage_seconds", &format!("stage=\"{stage}\""));
-            let p99 = tocsin::testkit::prom::quantile(&w, 0.99).map_or("no data".into(), |q| {
-                format!("({}, {}]", ms(q.lo), ms(q.hi))
-            });
-            format!("{stage} {p99}")
+            format!("{stage} {}", p99(&w))
         })
         .collect();
     let total = ingest.last().map_or(0, |&(_, n)| n);
@@ -374,8 +372,8 @@ fn daemon_side(before: &str, after: &str) -> String {
         _ => "n/a".into(),
     };
     format!(
-        "receipts {within} within 5 ms, {} (tocsin_ingest_seconds); journal commits {} \
-         (tocsin_journal_commit_seconds); p99 of each stage in ms \
+        "receipts {within} within 5 ms, p99 in {} ms (tocsin_ingest_seconds); journal commits \
+         p99 in {} ms (tocsin_journal_commit_seconds); p99 of each stage in ms \
          (tocsin_ingest_stage_seconds): {}",
         p99(&ingest),
         p99(&commit),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use prometheus_client::metrics::histogram::Histogram;
 
 use crate::alert::cap::{self, Alert, CapLimits};
 use crate::alert::envelope::Envelope;
@@ -16,8 +17,10 @@ use crate::channel::AlertContent;
 use crate::dispatch::Dispatcher;
 use crate::ingest::protocol::Receipt;
 use crate::ingest::widening::{self, Stage0};
-use crate::journal::{AlertRecord, CommitOutcome, GroupCommitter, Journal, JournalError, NewAlert};
-use crate::metrics::Metrics;
+use crate::journal::{
+    AlertRecord, CommitOutcome, GroupCommitter, GroupTimes, Journal, JournalError, NewAlert,
+};
+use crate::metrics::{IngestStages, Metrics};
 use crate::reject::{RejectCode, Rejection};
 use crate::target::area::Region;
 
@@ -73,7 +76,12 @@ impl Pipeline {
     /// Handle one submission end to end and return its receipt.
     pub async fn submit(&self, bytes: &[u8]) -> Receipt {
         let t0 = Instant::now();
-        let receipt = match self.submit_inner(bytes, t0).await {
+        let mut steps = Steps {
+            stages: &self.metrics.ingest_stages,
+            began: t0,
+            last: t0,
+        };
+        let receipt = match self.submit_inner(bytes, &mut steps).await {
             Ok(r) => r,
             Err(rej) => {
                 tracing::info!(code = rej.code.as_str(), "submission rejected");
@@ -81,21 +89,27 @@ impl Pipeline {
                 Receipt::rejected(&rej)
             }
         };
-        self.metrics
-            .ingest_seconds
-            .observe(t0.elapsed().as_secs_f64());
+        let t_end = Instant::now();
+        if let Receipt::Accepted { .. } = receipt {
+            steps.stages.start.observe(secs(steps.last, t_end));
+        }
+        self.metrics.ingest_seconds.observe(secs(t0, t_end));
         receipt
     }
 
-    async fn submit_inner(&self, bytes: &[u8], t0: Instant) -> Result<Receipt, Rejection> {
-        let stages = &self.metrics.ingest_stages;
+    async fn submit_inner(
+        &self,
+        bytes: &[u8],
+        steps: &mut Steps<'_>,
+    ) -> Result<Receipt, Rejection> {
         let verified = self.verifier.verify(bytes, Utc::now());
-        let t_verified = Instant::now();
-        stages.verify.observe(secs(t0, t_verified));
+        steps.lap(|s| &s.verify);
         let v = verified?;
         let accepted_at = Utc::now();
-        let prior = widening::prior_expansion(&self.journal, &v.alert)
-            .map_err(|e| journal_rejection(&e, "the journal could not be read"))?;
+        let prior = widening::prior_expansion(&self.journal, &v.alert).map_err(|e| {
+            steps.lap(|s| &s.plan);
+            journal_rejection(&e, "the journal could not be read")
+        })?;
         let expansion = widening::expansion_for(
             &self.verifier,
             &v.authority,
@@ -122,8 +136,6 @@ impl Pipeline {
             self.verifier.follow_up(&v.alert),
         );
         let targeted = plan.targeted();
-        let t_planned = Instant::now();
-        stages.plan.observe(secs(t_verified, t_planned));
         let new = NewAlert {
             alert_id: v.alert_id.clone(),
             receipt: ulid::Ulid::new().to_string(),
@@ -138,15 +150,13 @@ impl Pipeline {
             targeted,
             expansion,
         };
-        let (outcome, timing) = self
-            .committer
-            .commit_timed(new)
-            .await
-            .map_err(|e| journal_rejection(&e, "the journal could not store the alert"))?;
-        stages.journal_queue.observe(timing.queue.as_secs_f64());
-        stages.journal_write.observe(timing.write.as_secs_f64());
-        stages.journal_resume.observe(timing.resume.as_secs_f64());
-        let t_committed = Instant::now();
+        steps.lap(|s| &s.plan);
+        let (outcome, group) = self.committer.commit_timed(new).await;
+        if let Some(group) = group {
+            steps.journal(group);
+        }
+        let outcome =
+            outcome.map_err(|e| journal_rejection(&e, "the journal could not store the alert"))?;
         match outcome {
             CommitOutcome::Accepted(rec) => {
                 self.metrics.alert_result("accepted");
@@ -162,11 +172,10 @@ impl Pipeline {
                     envelope: v.envelope,
                     expires: rec.expires,
                     alert: v.alert,
-                    accepted_at: t0,
+                    accepted_at: steps.began,
                 });
                 self.dispatcher
                     .start(content, plan, &BTreeMap::new(), widen);
-                stages.start.observe(secs(t_committed, Instant::now()));
                 Ok(Receipt::Accepted {
                     id: rec.alert_id,
                     receipt: rec.receipt,
@@ -243,6 +252,37 @@ impl Pipeline {
 /// Seconds from `a` to `b`, for a histogram.
 fn secs(a: Instant, b: Instant) -> f64 {
     b.saturating_duration_since(a).as_secs_f64()
+}
+
+/// The steps of one submission timed as one chain of instants, each step
+/// starting where the one before ended, so that an accepted alert's steps
+/// add up to its `tocsin_ingest_seconds`.
+struct Steps<'a> {
+    stages: &'a IngestStages,
+    /// When the submission began (its envelope read).
+    began: Instant,
+    /// When the step being timed began.
+    last: Instant,
+}
+
+impl Steps<'_> {
+    /// End the step `which` now; the next one begins.
+    fn lap(&mut self, which: impl Fn(&IngestStages) -> &Histogram) {
+        let now = Instant::now();
+        which(self.stages).observe(secs(self.last, now));
+        self.last = now;
+    }
+
+    /// End the journal's three steps: waiting for the writer (until its
+    /// group began), the group's write, and the submission running again.
+    fn journal(&mut self, group: GroupTimes) {
+        let now = Instant::now();
+        let s = self.stages;
+        s.journal_queue.observe(secs(self.last, group.began));
+        s.journal_write.observe(secs(group.began, group.ended));
+        s.journal_resume.observe(secs(group.ended, now));
+        self.last = now;
+    }
 }
 
 /// The rejection for a journal failure: `store_unavailable` when the storage

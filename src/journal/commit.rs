@@ -3,7 +3,8 @@
 //! `commit_batch` alerts (and at most a quarter of the write-ahead log's
 //! bytes) with everything queued beside them into one group, which
 //! [`Journal::write`] applies to the overlay and logs with one `fdatasync`,
-//! and answers each caller. One sync then acknowledges many alerts and
+//! and answers each caller, with when the group's write began and ended
+//! (the receipt's step metrics). One sync then acknowledges many alerts and
 //! cursors, and no writer waits on another.
 
 use std::collections::BTreeMap;
@@ -73,27 +74,16 @@ impl From<GroupFailure> for JournalError {
     }
 }
 
-/// When a group was written: its write began and ended.
+/// When the group that carried a change was written: its write
+/// ([`Journal::write`]) began and ended. Every caller of the group gets
+/// them, failed or not.
 #[derive(Debug, Clone, Copy)]
-struct GroupTimes {
-    began: Instant,
-    ended: Instant,
+pub struct GroupTimes {
+    pub began: Instant,
+    pub ended: Instant,
 }
 
-type Reply = oneshot::Sender<Result<(Option<CommitOutcome>, GroupTimes), GroupFailure>>;
-
-/// Where one commit's time went, as its caller saw it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CommitTiming {
-    /// Handed to the writer until its group began being written (the
-    /// group ahead, if any, and the gathering of this one).
-    pub queue: Duration,
-    /// The group's write: log append and `fdatasync` (or the logged write
-    /// alone for changes that need no sync).
-    pub write: Duration,
-    /// The group written until the caller ran again.
-    pub resume: Duration,
-}
+type Reply = oneshot::Sender<(Result<Option<CommitOutcome>, GroupFailure>, GroupTimes)>;
 
 /// Handle to the journal's one writer thread. Every journal write of the
 /// daemon goes through it (new alerts, job cursors, final states), so they
@@ -138,39 +128,42 @@ impl GroupCommitter {
         Self { tx }
     }
 
+    /// Queue one change and wait for its group; with the group's times
+    /// unless the writer thread is gone.
     async fn write(
         &self,
         change: Change,
-    ) -> Result<(Option<CommitOutcome>, CommitTiming), JournalError> {
+    ) -> (
+        Result<Option<CommitOutcome>, JournalError>,
+        Option<GroupTimes>,
+    ) {
         let stopped = || JournalError::Corrupt("journal thread stopped".into());
         let (reply, rx) = oneshot::channel();
-        let sent = Instant::now();
-        self.tx.send((change, reply)).await.map_err(|_| stopped())?;
-        let (outcome, group) = rx.await.map_err(|_| stopped())??;
-        let timing = CommitTiming {
-            queue: group.began.saturating_duration_since(sent),
-            write: group.ended.saturating_duration_since(group.began),
-            resume: group.ended.elapsed(),
-        };
-        Ok((outcome, timing))
+        if self.tx.send((change, reply)).await.is_err() {
+            return (Err(stopped()), None);
+        }
+        match rx.await {
+            Ok((result, times)) => (result.map_err(JournalError::from), Some(times)),
+            Err(_) => (Err(stopped()), None),
+        }
     }
 
     /// Journal one alert; resolves once it is durable (or refused). A
     /// storage fault is [`JournalError::Unavailable`].
     pub async fn commit(&self, alert: NewAlert) -> Result<CommitOutcome, JournalError> {
-        self.commit_timed(alert).await.map(|(outcome, _)| outcome)
+        self.commit_timed(alert).await.0
     }
 
-    /// [`commit`](Self::commit), with where the time went (the receipt's
-    /// stage metrics).
+    /// [`commit`](Self::commit), with when its group was written (for the
+    /// receipt's step metrics), failed or not.
     pub async fn commit_timed(
         &self,
         alert: NewAlert,
-    ) -> Result<(CommitOutcome, CommitTiming), JournalError> {
-        match self.write(Change::Alert(Box::new(alert))).await? {
-            (Some(outcome), timing) => Ok((outcome, timing)),
-            (None, _) => Err(JournalError::Corrupt("no outcome for an alert".into())),
-        }
+    ) -> (Result<CommitOutcome, JournalError>, Option<GroupTimes>) {
+        let (result, times) = self.write(Change::Alert(Box::new(alert))).await;
+        let outcome = result
+            .and_then(|o| o.ok_or_else(|| JournalError::Corrupt("no outcome for an alert".into())));
+        (outcome, times)
     }
 
     /// Set an alert's final state with its last cursors (see
@@ -187,6 +180,7 @@ impl GroupCommitter {
             cursors,
         })
         .await
+        .0
         .map(drop)
     }
 
@@ -199,7 +193,7 @@ impl GroupCommitter {
         if rows.is_empty() {
             return Ok(());
         }
-        self.write(Change::Cursors(rows)).await.map(drop)
+        self.write(Change::Cursors(rows)).await.0.map(drop)
     }
 }
 
@@ -288,7 +282,30 @@ impl Writer {
             began,
             ended: Instant::now(),
         };
-        if self.alerts > 0 {
+        // Answer first: the callers' receipts wait for nothing below.
+        let had_alerts = self.alerts > 0;
+        self.changes.clear();
+        self.alerts = 0;
+        self.bytes = 0;
+        self.durable = false;
+        match result {
+            Ok(outcomes) => {
+                for (reply, o) in self.replies.drain(..).zip(outcomes) {
+                    let _ = reply.send((Ok(o), times));
+                }
+            }
+            Err(e) => {
+                let failure = GroupFailure {
+                    unavailable: e.is_unavailable(),
+                    message: e.to_string(),
+                };
+                for reply in self.replies.drain(..) {
+                    let _ = reply.send((Err(failure.clone()), times));
+                }
+                tracing::error!(error = %e, "journal commit failed");
+            }
+        }
+        if had_alerts {
             self.metrics
                 .journal_commit_seconds
                 .observe(times.ended.duration_since(began).as_secs_f64());
@@ -297,27 +314,6 @@ impl Writer {
             self.metrics
                 .journal_checkpoint_seconds
                 .observe(t.as_secs_f64());
-        }
-        self.changes.clear();
-        self.alerts = 0;
-        self.bytes = 0;
-        self.durable = false;
-        match result {
-            Ok(outcomes) => {
-                for (reply, o) in self.replies.drain(..).zip(outcomes) {
-                    let _ = reply.send(Ok((o, times)));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "journal commit failed");
-                let failure = GroupFailure {
-                    unavailable: e.is_unavailable(),
-                    message: e.to_string(),
-                };
-                for reply in self.replies.drain(..) {
-                    let _ = reply.send(Err(failure.clone()));
-                }
-            }
         }
     }
 }

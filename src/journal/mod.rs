@@ -22,6 +22,6 @@ mod store;
 mod wal;
 
 pub use change::Change;
-pub use commit::{CommitOutcome, CommitTiming, GroupCommitter, NewAlert};
+pub use commit::{CommitOutcome, GroupCommitter, GroupTimes, NewAlert};
 pub use records::{AlertRecord, AlertState, CursorRecord, SubscriberRecord};
 pub use store::{Journal, JournalError, SubscriberImport};
