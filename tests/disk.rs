@@ -157,19 +157,11 @@ coverage = {{ everywhere = true }}
     );
     // The failed writes are timed like the others: an operator sees a
     // failing disk in the journal's step of the receipt.
-    let m = reqwest::get(format!("http://{admin_addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let line = "tocsin_ingest_stage_seconds_count{stage=\"journal_write\"} ";
-    let timed: usize = m
-        .lines()
-        .find_map(|l| l.strip_prefix(line)?.parse().ok())
-        .unwrap_or_else(|| panic!("no {line}in /metrics"));
+    let series = "tocsin_ingest_stage_seconds_count{stage=\"journal_write\"}";
+    let timed = tocsin::testkit::prom::sample(&scrape(admin_addr).await, series)
+        .unwrap_or_else(|| panic!("no {series} in /metrics"));
     assert!(
-        timed >= accepted.len() + refused,
+        timed >= (accepted.len() + refused) as f64,
         "{timed} journal writes timed, {} accepted and {refused} refused by the journal",
         accepted.len()
     );

@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -478,15 +477,6 @@ fn email_audience() -> Arc<Audience> {
     Arc::new(l.build())
 }
 
-async fn get_metrics(admin: SocketAddr) -> String {
-    reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_mails_every_subscriber_once() {
     // Why a transaction failed (its kind and I/O error kind), shown with
@@ -554,7 +544,7 @@ async fn daemon_mails_every_subscriber_once() {
     assert!(audience.is_removed(REJECT) && audience.is_removed(INVALID));
     assert!(!audience.is_removed(FLAKY));
 
-    let m = get_metrics(daemon.admin_addr).await;
+    let m = scrape(daemon.admin_addr).await;
     for line in [
         format!(
             "tocsin_deliveries_total{{channel=\"email\",outcome=\"delivered\"}} {}",

@@ -202,12 +202,7 @@ async fn scheduled_channel_faults_deliver_everything_with_bounded_memory() {
         .sum();
 
     // Backoff is visible in the metrics.
-    let text = reqwest::get(format!("http://{}/metrics", daemon.admin_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(daemon.admin_addr).await;
     let r = retries(&text);
     let total: f64 = r.values().sum();
     assert!(total > 0.0, "no apns retries in the metrics:\n{r:?}");

@@ -70,14 +70,12 @@ async fn accepted_alert_reaches_partner_unchanged_and_resend_is_idempotent() {
     // Each step of the way to a receipt is timed for every submission that
     // reached it: all three were verified, planned and journaled (the
     // journal found the duplicate and the reuse); one started a fan-out.
-    let count = |stage: &str| -> u64 {
-        let line = format!("tocsin_ingest_stage_seconds_count{{stage=\"{stage}\"}} ");
-        m.lines()
-            .find_map(|l| l.strip_prefix(&line)?.parse().ok())
-            .unwrap_or_else(|| panic!("no {line}in {m}"))
+    let count = |stage: &str| {
+        let series = format!("tocsin_ingest_stage_seconds_count{{stage=\"{stage}\"}}");
+        tocsin::testkit::prom::sample(&m, &series).unwrap_or_else(|| panic!("no {series} in {m}"))
     };
     for stage in tocsin::metrics::INGEST_STAGES {
-        let want = if stage == "start" { 1 } else { 3 };
+        let want = if stage == "start" { 1.0 } else { 3.0 };
         assert_eq!(count(stage), want, "{stage}");
     }
     c.close().await;

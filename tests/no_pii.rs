@@ -290,12 +290,7 @@ public_key = "{k1}"
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(state["state"], "completed", "{state}");
-    let metrics = reqwest::get(format!("http://{admin_addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = support::scrape(admin_addr).await;
     let _ = child.kill();
     let _ = child.wait();
     let accepted = smsc.state().accepted();

@@ -1,5 +1,5 @@
-//! Reading Prometheus histograms out of a `/metrics` text (benches and
-//! load tests read the daemon's own figures this way).
+//! Reading Prometheus samples and histograms out of a `/metrics` text
+//! (benches and tests read the daemon's own figures this way).
 
 /// The cumulative buckets `(le, count)` of histogram `name` in `text`,
 /// from the lines whose labels contain `label` (`""` for every line),
@@ -50,6 +50,14 @@ pub fn quantile(buckets: &[(f64, u64)], q: f64) -> Option<Quantile> {
     None
 }
 
+/// The value of the sample `series` (its name and labels exactly as
+/// written, e.g. `tocsin_alerts_total{result="accepted"}`) in `text`.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// A quantile read off a histogram ([`quantile`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Quantile {
@@ -80,5 +88,20 @@ mod tests {
         assert_eq!((q.lo, q.hi, q.value), (0.004, 0.005, 0.005));
         assert_eq!(quantile(&b, 0.99).unwrap().hi, 0.25);
         assert_eq!(quantile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn reads_one_sample_by_its_exact_series() {
+        let m = crate::metrics::Metrics::new();
+        m.alert_result("accepted");
+        m.ingest_stages.plan.observe(0.001);
+        let text = m.encode();
+        assert_eq!(
+            sample(&text, "tocsin_alerts_total{result=\"accepted\"}"),
+            Some(1.0)
+        );
+        let plan = "tocsin_ingest_stage_seconds_count{stage=\"plan\"}";
+        assert_eq!(sample(&text, plan), Some(1.0));
+        assert_eq!(sample(&text, "tocsin_alerts_total{result=\"acc\"}"), None);
     }
 }

@@ -176,6 +176,16 @@ pub async fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// The daemon's `/metrics` text from its admin listener at `admin`.
+pub async fn scrape(admin: SocketAddr) -> String {
+    reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub fn code(r: &Receipt) -> &str {
     r.code().unwrap_or("(accepted)")
 }
